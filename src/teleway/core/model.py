@@ -1,0 +1,350 @@
+"""The domain: who may send, what was sent, and what became of it.
+
+Everything here is a frozen value. The store persists these values; the ingresses build
+`Submission`s; `accept()` turns a submission into one `Message` and one `Delivery` per recipient.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Self
+
+
+class Origin(StrEnum):
+    """How a message reached the gateway; outcomes are reported back the same way."""
+
+    SMTP = "smtp"
+    SMPP = "smpp"
+    HTTP = "http"
+    CLI = "cli"
+
+
+class Device(StrEnum):
+    """The recipient's device, as named in `<number>@<device>.<domain>`."""
+
+    SMS = "sms"
+    BUSINESS = "business"
+    MOBILE = "mobile"
+    HOME = "home"
+    FAX = "fax"
+
+    @property
+    def is_phone(self) -> bool:
+        """Business, mobile and home phones receive voice calls."""
+        return self in (Device.BUSINESS, Device.MOBILE, Device.HOME)
+
+
+class Role(StrEnum):
+    """Portal roles: operators see every account, account users only their own."""
+
+    OPERATOR = "operator"
+    ACCOUNT_USER = "user"
+
+
+class LongSmsPolicy(StrEnum):
+    """What to do with a text longer than one SMS."""
+
+    CONCATENATE = "concatenate"  # several parts, reassembled by the handset
+    TRUNCATE = "truncate"  # first part only
+    REJECT = "reject"  # refuse at submission
+
+
+class PushMode(StrEnum):
+    """Whether SMS recipients that have the app get an IP push instead."""
+
+    OFF = "off"
+    PUSH_ONLY = "push-only"
+    PUSH_THEN_SMS = "push-then-sms"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Per-account preferences (portal: Settings > Preferences)."""
+
+    sms_template: str = "{subject},{body}"
+    long_sms_policy: LongSmsPolicy = LongSmsPolicy.CONCATENATE
+    max_sms_parts: int = 10
+    push_mode: PushMode = PushMode.OFF
+    push_fallback_seconds: int = 300
+    default_country: str | None = None  # ISO 3166 region for national numbers, e.g. "GB"
+    sender_id: str | None = None  # default SMS sender: "+15551234567" or "ACME"
+    require_tls: bool = False
+    validity_seconds: int = 48 * 3600
+    max_recipients: int = 100
+    notify_email: str | None = None
+    webhook_url: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sms_template": self.sms_template,
+            "long_sms_policy": str(self.long_sms_policy),
+            "max_sms_parts": self.max_sms_parts,
+            "push_mode": str(self.push_mode),
+            "push_fallback_seconds": self.push_fallback_seconds,
+            "default_country": self.default_country,
+            "sender_id": self.sender_id,
+            "require_tls": self.require_tls,
+            "validity_seconds": self.validity_seconds,
+            "max_recipients": self.max_recipients,
+            "notify_email": self.notify_email,
+            "webhook_url": self.webhook_url,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Build from stored or provisioned data; unknown keys raise ValueError."""
+        known = set(cls().to_dict())
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        values = dict(data)
+        if "long_sms_policy" in values:
+            values["long_sms_policy"] = LongSmsPolicy(values["long_sms_policy"])
+        if "push_mode" in values:
+            values["push_mode"] = PushMode(values["push_mode"])
+        return cls(**values)
+
+    def merged(self, changes: dict[str, Any]) -> Settings:
+        return Settings.from_dict({**self.to_dict(), **changes})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Account:
+    id: int
+    name: str
+    enabled: bool = True
+    settings: Settings = field(default_factory=Settings)
+
+
+@dataclass(frozen=True, kw_only=True)
+class User:
+    id: int
+    username: str
+    password_hash: str
+    role: Role = Role.ACCOUNT_USER
+    account_id: int | None = None  # None only for operators
+    email: str | None = None
+    enabled: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class SenderRule:
+    """An authorised e-mail sender: one address or a whole domain (`*@example.com`)."""
+
+    id: int
+    account_id: int
+    pattern: str
+
+    def matches(self, address: str) -> bool:
+        return sender_pattern_matches(self.pattern, address)
+
+
+def sender_pattern_matches(pattern: str, address: str) -> bool:
+    """Case-insensitive match of an address against `user@domain` or `*@domain`."""
+    pattern = pattern.strip().lower()
+    address = address.strip().lower()
+    if pattern.startswith("*@"):
+        return address.rpartition("@")[2] == pattern[2:] and "@" in address
+    return address == pattern
+
+
+@dataclass(frozen=True, kw_only=True)
+class Network:
+    """A source network (CIDR) an account's clients may connect from."""
+
+    id: int
+    account_id: int
+    cidr: str
+
+    def contains(self, ip: str) -> bool:
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        network = ipaddress.ip_network(self.cidr, strict=False)
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return address.version == network.version and address in network
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmppCredential:
+    id: int
+    account_id: int
+    system_id: str
+    password_hash: str
+    system_type: str | None = None
+    max_binds: int = 4
+    throughput: float = 100.0  # messages per second, token bucket
+    enabled: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attachment:
+    """A file carried by a message; the bytes live in the blob store under `blob_id`."""
+
+    filename: str
+    content_type: str
+    blob_id: str
+    size: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Content:
+    """What to deliver. `text` is Unicode; `raw` keeps original bytes of binary SMS payloads."""
+
+    text: str = ""
+    subject: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    data_coding: int | None = None
+    raw: bytes | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """What the submitter asked for."""
+
+    valid_until: datetime | None = None
+    scheduled_at: datetime | None = None
+    sender_id: str | None = None
+    report: bool = False  # wants a delivery report (SMPP registered_delivery, e-mail, webhook)
+    callback_url: str | None = None
+    priority: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)  # origin-specific details (e.g. SMPP TONs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "valid_until": self.valid_until.isoformat() if self.valid_until else None,
+            "scheduled_at": self.scheduled_at.isoformat() if self.scheduled_at else None,
+            "sender_id": self.sender_id,
+            "report": self.report,
+            "callback_url": self.callback_url,
+            "priority": self.priority,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        def when(value: str | None) -> datetime | None:
+            return datetime.fromisoformat(value) if value else None
+
+        return cls(
+            valid_until=when(data.get("valid_until")),
+            scheduled_at=when(data.get("scheduled_at")),
+            sender_id=data.get("sender_id"),
+            report=bool(data.get("report", False)),
+            callback_url=data.get("callback_url"),
+            priority=int(data.get("priority", 0)),
+            extra=dict(data.get("extra") or {}),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipient:
+    """One addressee as the submitter wrote it; `accept()` normalises the number."""
+
+    number: str
+    device: Device = Device.SMS
+
+
+@dataclass(frozen=True, kw_only=True)
+class Submission:
+    """A message as an ingress hands it over, before anything is stored."""
+
+    account: Account
+    origin: Origin
+    submitter: str  # who: SMPP system_id, e-mail sender, API key name
+    recipients: tuple[Recipient, ...]
+    content: Content
+    options: Options = field(default_factory=Options)
+
+
+class DeliveryState(StrEnum):
+    """A delivery's life; transitions are listed in `core.lifecycle`."""
+
+    ACCEPTED = "accepted"
+    QUEUED = "queued"
+    IN_FLIGHT = "in_flight"
+    DELIVERED = "delivered"
+    UNDELIVERABLE = "undeliverable"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset(
+    {
+        DeliveryState.DELIVERED,
+        DeliveryState.UNDELIVERABLE,
+        DeliveryState.EXPIRED,
+        DeliveryState.REJECTED,
+        DeliveryState.CANCELLED,
+    }
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Message:
+    id: str
+    account_id: int
+    origin: Origin
+    submitter: str
+    content: Content
+    options: Options
+    created_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class Delivery:
+    """One recipient of one message, with where it is in its life."""
+
+    id: str
+    message_id: str
+    account_id: int
+    seq: int  # position of the recipient in the message, from 0
+    recipient: str  # E.164
+    device: Device
+    state: DeliveryState
+    attempts: int = 0
+    next_attempt_at: datetime
+    valid_until: datetime
+    channel: str | None = None
+    upstream_ids: tuple[str, ...] = ()
+    error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+
+    def evolve(self, **changes: Any) -> Delivery:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryEvent:
+    """One stored transition: append-only."""
+
+    delivery_id: str
+    at: datetime
+    from_state: DeliveryState | None
+    to_state: DeliveryState
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Accepted:
+    """What `accept()` returns once the message is committed."""
+
+    message_id: str
+    delivery_ids: tuple[str, ...]
+    recipients: tuple[str, ...]
+
+
+DEFAULT_LEASE = timedelta(seconds=60)

@@ -1,0 +1,59 @@
+"""Phone numbers: everything the gateway stores is E.164, checked with libphonenumber's data."""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+
+_SEPARATORS = re.compile(r"[\s.\-()/]")
+_MAX_INPUT = 40
+
+
+class InvalidNumber(ValueError):
+    """A recipient that cannot be a phone number; `reason` says why, for the wire reply."""
+
+    def __init__(self, raw: str, reason: str) -> None:
+        super().__init__(f"{raw!r}: {reason}")
+        self.raw = raw
+        self.reason = reason
+
+
+def normalise_number(raw: str, default_country: str | None = None) -> str:
+    """Return the E.164 form of `raw`.
+
+    Accepted: `+17816170000`, `17816170000`, `1-781-6170000`, `001 781 617 0000`, dots or dashes
+    as separators. Numbers are international unless `default_country` (ISO 3166 alpha-2) is given
+    and the digits are not a valid international number, in which case they are read as
+    national numbers of that country.
+    """
+    text = raw.strip()
+    if not text or len(text) > _MAX_INPUT:
+        raise InvalidNumber(raw, "empty or too long")
+    digits = _SEPARATORS.sub("", text)
+    international = digits.startswith("+") or digits.startswith("00")
+    if digits.startswith("00"):
+        digits = "+" + digits[2:]
+    body = digits[1:] if digits.startswith("+") else digits
+    if not body.isdigit():
+        raise InvalidNumber(raw, "only digits and separators are allowed")
+    candidates = ["+" + body]
+    if not international and default_country:
+        candidates.append(body)
+    for candidate in candidates:
+        region = None if candidate.startswith("+") else default_country
+        try:
+            parsed = phonenumbers.parse(candidate, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(parsed):
+            return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    raise InvalidNumber(raw, "not a valid phone number")
+
+
+def region_of(e164: str) -> str | None:
+    """ISO region code of an E.164 number (used by routing and the portal)."""
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
+    except phonenumbers.NumberParseException:
+        return None

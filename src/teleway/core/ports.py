@@ -1,0 +1,156 @@
+"""What the domain needs from the outside world, as Protocols.
+
+`runtime/` builds the concrete objects (store/, channels/); tests may use `testing.fakes`.
+Times are timezone-aware UTC datetimes everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from teleway.core.model import (
+    Account,
+    Delivery,
+    DeliveryEvent,
+    DeliveryState,
+    Device,
+    Message,
+)
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class IdSource(Protocol):
+    def new_id(self) -> str: ...
+
+
+class StoreUnavailable(Exception):
+    """The store cannot take the write now (down, locked too long, disk full).
+
+    Ingresses answer with a temporary error (SMPP ESME_RSYSERR / ESME_RMSGQFUL, SMTP 451 4.3.0,
+    HTTP 503), never with OK.
+    """
+
+
+class StoreFull(StoreUnavailable):
+    """The store refuses writes because a limit (disk, queue depth) is reached."""
+
+
+class MessageStore(Protocol):
+    async def add_message(
+        self,
+        message: Message,
+        deliveries: Sequence[Delivery],
+        events: Sequence[DeliveryEvent],
+    ) -> None:
+        """Commit the message, its deliveries and their first events atomically.
+
+        Returns only once the commit is durable (group commit allowed). Raises StoreUnavailable
+        or StoreFull; then nothing of the message is stored.
+        """
+        ...
+
+    async def get_message(self, message_id: str) -> Message | None: ...
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None: ...
+
+    async def deliveries_of(self, message_id: str) -> list[Delivery]: ...
+
+    async def events_of(self, delivery_id: str) -> list[DeliveryEvent]: ...
+
+    async def find_by_upstream_id(self, upstream_id: str) -> Delivery | None: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Lease:
+    """A delivery handed to one worker until `expires_at`."""
+
+    delivery: Delivery
+    worker: str
+    expires_at: datetime
+
+
+class WorkQueue(Protocol):
+    """The durable queue of deliveries. No delivery is ever leased to two workers at once."""
+
+    async def lease(
+        self,
+        *,
+        worker: str,
+        now: datetime,
+        limit: int,
+        lease_for: timedelta,
+        devices: frozenset[Device] | None = None,
+    ) -> list[Lease]:
+        """Take up to `limit` due deliveries: QUEUED with next_attempt_at <= now, or IN_FLIGHT
+        whose lease expired (a crashed worker's). They become IN_FLIGHT, leased to `worker`,
+        `attempts` is incremented, and an event is stored. Deliveries past `valid_until` are not
+        leased (see `expire_due`)."""
+        ...
+
+    async def transition(
+        self,
+        delivery_id: str,
+        to_state: DeliveryState,
+        *,
+        now: datetime,
+        reason: str,
+        worker: str | None = None,
+        next_attempt_at: datetime | None = None,
+        channel: str | None = None,
+        upstream_ids: Sequence[str] | None = None,
+        error: str | None = None,
+        keep_lease: bool = False,
+    ) -> Delivery | None:
+        """Move one delivery to `to_state` if the state machine allows it from its current state
+        (and, when `worker` is given, only while that worker holds the lease). Stores the event.
+        Clears the lease unless `keep_lease`. Returns the updated delivery, or None when the
+        condition did not hold (lease lost, already final, unknown id)."""
+        ...
+
+    async def release(
+        self, delivery_id: str, *, worker: str, now: datetime, reason: str,
+        upstream_ids: Sequence[str] = (), channel: str | None = None,
+        wait_until: datetime | None = None,
+    ) -> Delivery | None:
+        """Keep the delivery IN_FLIGHT but give up the worker's lease: it has been handed to a
+        channel that reports the outcome later (e.g. an SMSC receipt). `wait_until` (default:
+        valid_until) is when `expire_due` gives up on the outcome."""
+        ...
+
+    async def expire_due(self, *, now: datetime, limit: int = 1000) -> list[Delivery]:
+        """Move deliveries whose validity ended (QUEUED, or IN_FLIGHT without a live lease) to
+        EXPIRED; return them."""
+        ...
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when new work may be due (a commit on this or, with PostgreSQL, another node)
+        or after `timeout` seconds."""
+        ...
+
+    async def depth(self) -> dict[DeliveryState, int]:
+        """Count of deliveries per non-final state."""
+        ...
+
+
+class AccountDirectory(Protocol):
+    async def get_account(self, account_id: int) -> Account | None: ...
+
+    async def account_by_name(self, name: str) -> Account | None: ...
+
+
+class BlobStore(Protocol):
+    """Content-addressed storage for attachments and rendered media."""
+
+    async def put(self, data: bytes) -> str:
+        """Store `data` durably; return its id (sha256 hex). Idempotent."""
+        ...
+
+    async def get(self, blob_id: str) -> bytes: ...
+
+    async def exists(self, blob_id: str) -> bool: ...

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from teleway.core.ids import ID_LENGTH, id_millis, make_id
+from teleway.core.lifecycle import (
+    RECEIPT_STAT,
+    SMPP_MESSAGE_STATE,
+    InvalidTransition,
+    can_transition,
+    check_transition,
+    sources_of,
+)
+from teleway.core.model import (
+    DeliveryState,
+    Network,
+    Options,
+    Settings,
+    sender_pattern_matches,
+)
+from teleway.core.numbers import InvalidNumber, normalise_number
+from teleway.core.retry import RetryPolicy
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["+17816170000", "17816170000", "1-781-6170000", "1.781.617.0000", "001 781 617 0000"],
+)
+def test_international_forms_normalise_to_e164(raw: str) -> None:
+    assert normalise_number(raw) == "+17816170000"
+
+
+def test_national_number_needs_default_country() -> None:
+    with pytest.raises(InvalidNumber):
+        normalise_number("020 7946 0018")
+    assert normalise_number("020 7946 0018", "GB") == "+442079460018"
+
+
+@pytest.mark.parametrize("raw", ["", "hello", "+1", "12", "+1781617000012345678", "+1-781-abc"])
+def test_invalid_numbers_are_refused_with_a_reason(raw: str) -> None:
+    with pytest.raises(InvalidNumber) as info:
+        normalise_number(raw)
+    assert info.value.reason
+
+
+def test_ids_are_sortable_unique_and_fit_smpp() -> None:
+    a = make_id(1_700_000_000_000, bytes(10))
+    b = make_id(1_700_000_000_001, bytes(10))
+    c = make_id(1_700_000_000_001, b"\x00" * 9 + b"\x01")
+    assert len(a) == ID_LENGTH <= 64
+    assert a < b < c
+    assert id_millis(b) == 1_700_000_000_001
+
+
+@given(st.integers(0, (1 << 48) - 1), st.binary(min_size=10, max_size=10))
+def test_id_round_trips_timestamp(millis: int, entropy: bytes) -> None:
+    ident = make_id(millis, entropy)
+    assert len(ident) == 26
+    assert id_millis(ident) == millis
+    assert set(ident) <= set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+
+
+def test_state_machine_table() -> None:
+    assert can_transition(None, DeliveryState.ACCEPTED)
+    assert can_transition(DeliveryState.QUEUED, DeliveryState.IN_FLIGHT)
+    assert not can_transition(DeliveryState.DELIVERED, DeliveryState.QUEUED)
+    for final in (DeliveryState.DELIVERED, DeliveryState.EXPIRED, DeliveryState.CANCELLED):
+        assert final.is_final
+        for target in DeliveryState:
+            assert not can_transition(final, target)
+    with pytest.raises(InvalidTransition):
+        check_transition(DeliveryState.ACCEPTED, DeliveryState.DELIVERED)
+    assert sources_of(DeliveryState.DELIVERED) == {DeliveryState.IN_FLIGHT}
+    assert set(SMPP_MESSAGE_STATE) == set(DeliveryState) == set(RECEIPT_STAT)
+
+
+def test_sender_patterns() -> None:
+    assert sender_pattern_matches("*@example.com", "Alice@Example.COM")
+    assert not sender_pattern_matches("*@example.com", "alice@sub.example.com")
+    assert not sender_pattern_matches("*@example.com", "example.com")
+    assert sender_pattern_matches("bob@example.org", "BOB@example.org")
+    assert not sender_pattern_matches("bob@example.org", "bobby@example.org")
+
+
+def test_networks_v4_v6_and_mapped() -> None:
+    net = Network(id=1, account_id=1, cidr="192.0.2.0/24")
+    assert net.contains("192.0.2.7")
+    assert net.contains("::ffff:192.0.2.7")
+    assert not net.contains("192.0.3.1")
+    assert not net.contains("not-an-ip")
+    v6 = Network(id=2, account_id=1, cidr="2001:db8::/32")
+    assert v6.contains("2001:db8::1") and not v6.contains("192.0.2.7")
+
+
+def test_settings_round_trip_and_unknown_keys() -> None:
+    s = Settings(sms_template="{body}", default_country="GB")
+    assert Settings.from_dict(s.to_dict()) == s
+    with pytest.raises(ValueError, match="unknown setting"):
+        Settings.from_dict({"colour": "blue"})
+
+
+def test_options_round_trip() -> None:
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    o = Options(valid_until=now, scheduled_at=now - timedelta(hours=1), report=True, extra={"a": 1})
+    assert Options.from_dict(o.to_dict()) == o
+
+
+@given(st.integers(1, 60), st.floats(0, 0.999999))
+def test_retry_delay_is_bounded_and_grows(attempts: int, draw: float) -> None:
+    policy = RetryPolicy(base_seconds=10, max_seconds=3600)
+    delay = policy.delay(attempts, draw).total_seconds()
+    ceiling = min(3600, 10 * 2 ** (attempts - 1))
+    assert 0.1 * ceiling - 1e-9 <= delay <= ceiling + 1e-9
+
+
+def test_retry_stops_at_validity() -> None:
+    policy = RetryPolicy(base_seconds=10, max_seconds=3600)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert policy.next_attempt(attempts=1, now=now, valid_until=now + timedelta(hours=1), draw=0.5)
+    assert policy.next_attempt(attempts=10, now=now, valid_until=now + timedelta(seconds=5), draw=0.5) is None
