@@ -121,4 +121,7 @@ def test_retry_stops_at_validity() -> None:
     policy = RetryPolicy(base_seconds=10, max_seconds=3600)
     now = datetime(2026, 1, 1, tzinfo=UTC)
     assert policy.next_attempt(attempts=1, now=now, valid_until=now + timedelta(hours=1), draw=0.5)
-    assert policy.next_attempt(attempts=10, now=now, valid_until=now + timedelta(seconds=5), draw=0.5) is None
+    assert (
+        policy.next_attempt(attempts=10, now=now, valid_until=now + timedelta(seconds=5), draw=0.5)
+        is None
+    )

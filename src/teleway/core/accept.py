@@ -76,8 +76,12 @@ def validate(submission: Submission) -> list[str]:
     if not content.text and not content.subject and not content.attachments and not content.raw:
         problems.append(Problem(field="content", reason="the message is empty"))
     if len(content.text) > MAX_TEXT_CHARS:
-        problems.append(Problem(field="content", reason=f"text longer than {MAX_TEXT_CHARS} characters"))
-    if any(r.device is Device.FAX for r in recipients) and not (content.attachments or content.text):
+        problems.append(
+            Problem(field="content", reason=f"text longer than {MAX_TEXT_CHARS} characters")
+        )
+    if any(r.device is Device.FAX for r in recipients) and not (
+        content.attachments or content.text
+    ):
         problems.append(Problem(field="content", reason="a fax needs a document or text"))
     if problems:
         raise SubmissionRejected(problems)
@@ -101,7 +105,9 @@ async def accept(
         problems.append(Problem(field="validity", reason="validity period longer than 30 days"))
     due = options.scheduled_at or now
     if options.scheduled_at is not None and options.scheduled_at >= valid_until:
-        problems.append(Problem(field="schedule", reason="scheduled after the validity period ends"))
+        problems.append(
+            Problem(field="schedule", reason="scheduled after the validity period ends")
+        )
     if problems:
         raise SubmissionRejected(problems)
 
@@ -135,14 +141,20 @@ async def accept(
         deliveries.append(delivery)
         events.append(
             DeliveryEvent(
-                delivery_id=delivery.id, at=now, from_state=None,
-                to_state=DeliveryState.ACCEPTED, reason=via,
+                delivery_id=delivery.id,
+                at=now,
+                from_state=None,
+                to_state=DeliveryState.ACCEPTED,
+                reason=via,
             )
         )
         events.append(
             DeliveryEvent(
-                delivery_id=delivery.id, at=now, from_state=DeliveryState.ACCEPTED,
-                to_state=DeliveryState.QUEUED, reason=queued,
+                delivery_id=delivery.id,
+                at=now,
+                from_state=DeliveryState.ACCEPTED,
+                to_state=DeliveryState.QUEUED,
+                reason=queued,
             )
         )
     await store.add_message(message, deliveries, events)

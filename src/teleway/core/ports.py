@@ -114,8 +114,14 @@ class WorkQueue(Protocol):
         ...
 
     async def release(
-        self, delivery_id: str, *, worker: str, now: datetime, reason: str,
-        upstream_ids: Sequence[str] = (), channel: str | None = None,
+        self,
+        delivery_id: str,
+        *,
+        worker: str,
+        now: datetime,
+        reason: str,
+        upstream_ids: Sequence[str] = (),
+        channel: str | None = None,
         wait_until: datetime | None = None,
     ) -> Delivery | None:
         """Keep the delivery IN_FLIGHT but give up the worker's lease: it has been handed to a

@@ -1,0 +1,251 @@
+"""SMPP codec benchmark: teleway's pure-Python codec vs the Rust-backed ``smpp34`` package.
+
+Run: ``.venv/bin/python bench/codec.py`` (optionally ``--quick`` for a smoke run that does not
+touch docs/benchmarks.md).
+
+Measures, on one core, operations per second of
+
+* decode and encode of a typical submit_sm (20-digit addresses, 100-octet UCS-2
+  short_message with a concatenation UDH, 2 TLVs), for teleway and for smpp34, called the
+  same way from Python (bytes in -> object, object -> bytes);
+* decode of the same PDU through ``PduBuffer`` (framing + decode), teleway only;
+* ``teleway.proto.sms.plan_segments`` for GSM 7-bit and UCS-2 texts of 1 to 5 parts.
+
+Each row runs a fixed number of iterations, timed with ``time.perf_counter``, best of 5
+runs.  The table is printed and written as the ``## SMPP codec`` section of
+docs/benchmarks.md (other sections are preserved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from teleway.proto.smpp import PduBuffer, SubmitSm, Tag, Tlv, decode, encode
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "benchmarks.md"
+RUNS = 5
+
+SOURCE = "49151123456789012345"[:20]
+DEST = "49170987654321098765"[:20]
+SHORT_MESSAGE = bytes.fromhex("050003a70201") + ("Grüße aus Köln, über" * 3)[:47].encode(
+    "utf-16-be"
+)
+assert len(SHORT_MESSAGE) == 100
+
+
+def typical_submit_sm() -> SubmitSm:
+    return SubmitSm(
+        sequence_number=123456,
+        source_addr_ton=1,
+        source_addr_npi=1,
+        source_addr=SOURCE,
+        dest_addr_ton=1,
+        dest_addr_npi=1,
+        destination_addr=DEST,
+        esm_class=0x40,
+        registered_delivery=1,
+        data_coding=8,
+        short_message=SHORT_MESSAGE,
+        tlvs=(Tlv.int(Tag.USER_MESSAGE_REFERENCE, 42), Tlv.int(Tag.SOURCE_PORT, 0x0B84)),
+    )
+
+
+def best_rate(fn: Callable[[], Any], iterations: int) -> float:
+    """Operations per second: best of RUNS timed runs of ``iterations`` calls."""
+    best = float("inf")
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        for _ in range(iterations):
+            fn()
+        best = min(best, time.perf_counter() - start)
+    return iterations / best
+
+
+def loop_rate(body: Callable[[int], None], iterations: int) -> float:
+    """Like best_rate, for a body that runs the whole loop itself (less call overhead)."""
+    best = float("inf")
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        body(iterations)
+        best = min(best, time.perf_counter() - start)
+    return iterations / best
+
+
+Row = tuple[str, float, float | None]
+
+
+def codec_rows(iterations: int) -> list[Row]:
+    pdu = typical_submit_sm()
+    wire = encode(pdu)
+    assert decode(wire) == pdu
+
+    rows: list[Row] = []
+    smpp34: Any
+    try:
+        import smpp34
+    except ImportError:  # pragma: no cover - dev dependency
+        smpp34 = None
+        print("note: smpp34 is not installed; its column stays empty")
+
+    theirs_pdu: Any = None
+    if smpp34 is not None:
+        theirs_pdu = smpp34.SubmitSm(
+            SOURCE,
+            DEST,
+            SHORT_MESSAGE,
+            source_addr_ton=1,
+            source_addr_npi=1,
+            dest_addr_ton=1,
+            dest_addr_npi=1,
+            esm_class=0x40,
+            registered_delivery=1,
+            data_coding=8,
+            tlvs=[smpp34.Tlv(t.tag, t.value) for t in pdu.tlvs],
+            sequence_number=pdu.sequence_number,
+        )
+        theirs_wire = theirs_pdu.encode()
+        if theirs_wire != wire:
+            print("warning: smpp34 encodes the submit_sm differently:")
+            print("  ours  ", wire.hex())
+            print("  smpp34", theirs_wire.hex())
+        decoded = smpp34.decode(wire)
+        assert decoded.source_addr == SOURCE and decoded.short_message == SHORT_MESSAGE
+
+    def ours_decode(n: int) -> None:
+        for _ in range(n):
+            decode(wire)
+
+    def ours_encode(n: int) -> None:
+        for _ in range(n):
+            encode(pdu)
+
+    def ours_framed(n: int) -> None:
+        buf = PduBuffer()
+        for _ in range(n):
+            buf.feed(wire)
+            buf.next_pdu()
+
+    their_decode: float | None = None
+    their_encode: float | None = None
+    if smpp34 is not None:
+        s_decode = smpp34.decode
+        s_pdu = theirs_pdu
+
+        def theirs_decode(n: int) -> None:
+            for _ in range(n):
+                s_decode(wire)
+
+        def theirs_encode(n: int) -> None:
+            for _ in range(n):
+                s_pdu.encode()
+
+        their_decode = loop_rate(theirs_decode, iterations)
+        their_encode = loop_rate(theirs_encode, iterations)
+
+    rows.append(("submit_sm decode", loop_rate(ours_decode, iterations), their_decode))
+    rows.append(("submit_sm encode", loop_rate(ours_encode, iterations), their_encode))
+    rows.append(("submit_sm PduBuffer feed+next_pdu", loop_rate(ours_framed, iterations), None))
+    return rows
+
+
+def segment_rows(iterations: int) -> list[Row]:
+    try:
+        from teleway.proto.sms import plan_segments
+    except ImportError:
+        print("note: teleway.proto.sms.plan_segments is not importable yet; rows skipped")
+        return []
+    rows: list[Row] = []
+    # Characters per part with an 8-bit concatenation UDH: GSM 153 (single 160),
+    # UCS-2 67 (single 70).
+    for label, unit, single, per_part in (("GSM 7-bit", "a", 160, 153), ("UCS-2", "ж", 70, 67)):
+        for parts in range(1, 6):
+            length = single - 10 if parts == 1 else per_part * (parts - 1) + per_part // 2
+            text = (unit * length)[:length]
+            plan = plan_segments(text, encoding="auto", concat="udh8", reference=7)
+            got = len(plan.parts) if hasattr(plan, "parts") else plan.total_parts
+            assert got == parts, (label, parts, got)
+
+            def run(n: int, text: str = text) -> None:
+                for _ in range(n):
+                    plan_segments(text, encoding="auto", concat="udh8", reference=7)
+
+            rows.append(
+                (f"plan_segments {label}, {parts} part(s)", loop_rate(run, iterations), None)
+            )
+    return rows
+
+
+def fmt_rate(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:,.0f}"
+
+
+def table(rows: list[Row]) -> str:
+    lines = [
+        "| operation | teleway ops/s | smpp34 ops/s | teleway / smpp34 |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, ours, theirs in rows:
+        ratio = "-" if theirs is None else f"{ours / theirs:.2f}"
+        lines.append(f"| {name} | {fmt_rate(ours)} | {fmt_rate(theirs)} | {ratio} |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"Python {platform.python_version()} ({sys.implementation.name}), {cpu}"
+
+
+def write_doc(body: str) -> None:
+    section = "## SMPP codec\n\n" + body.rstrip() + "\n"
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    pattern = re.compile(r"^## SMPP codec\n.*?(?=^## |\Z)", re.M | re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text).rstrip() + "\n"
+    else:
+        text = text.rstrip() + "\n\n" + section
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="few iterations, no doc update")
+    args = parser.parse_args()
+    codec_n, segment_n = (2_000, 200) if args.quick else (200_000, 10_000)
+
+    rows = codec_rows(codec_n) + segment_rows(segment_n)
+    result = table(rows)
+    print(result)
+    if args.quick:
+        return
+    body = (
+        f"Measured by `.venv/bin/python bench/codec.py` on {time.strftime('%Y-%m-%d')}: "
+        f"{machine()}, one core, best of {RUNS} runs of {codec_n:,} iterations "
+        f"(plan_segments: {segment_n:,}).\n\n"
+        f"The submit_sm is {len(encode(typical_submit_sm()))} octets: 20-digit source and "
+        "destination, a 100-octet UCS-2 short_message with a concatenation UDH, two TLVs. "
+        "smpp34 is the Rust codec from PyPI called from Python the same way "
+        "(`smpp34.decode(bytes)`, `SubmitSm.encode()`); most of its cost there is the Python "
+        "boundary. plan_segments texts use 8-bit concatenation UDH.\n\n" + result
+    )
+    write_doc(body)
+    print(f"\nwrote the '## SMPP codec' section of {DOC.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

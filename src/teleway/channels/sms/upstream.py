@@ -1,0 +1,223 @@
+"""One upstream SMSC: binds, keep-alive, reconnect with back-off and jitter, throughput limit.
+
+`Upstream.run()` keeps `binds` connections bound (transceivers, or transmitters plus receivers);
+`submit_parts()` sends the parts of one message in order on one bound transmitting link. Receipts
+and other deliver_sm from the SMSC go to `on_deliver`, and are answered only after it returned,
+so a receipt is acknowledged once its effect is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from teleway.core.ratelimit import SlidingWindow
+from teleway.proto.smpp.constants import CommandStatus, status_name
+from teleway.proto.smpp.pdu import (
+    BindReceiver,
+    BindTransceiver,
+    BindTransmitter,
+    DataSm,
+    DeliverSm,
+    Pdu,
+    SubmitSm,
+)
+from teleway.proto.smpp.session import BindType, Role, Session
+from teleway.transport.smpp import SmppLink
+
+logger = logging.getLogger("teleway.upstream")
+
+DeliverHandler = Callable[["Upstream", DeliverSm | DataSm], Awaitable[int]]
+StateHandler = Callable[["Upstream", bool], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpstreamSettings:
+    name: str
+    host: str
+    port: int
+    system_id: str
+    password: str
+    system_type: str = ""
+    tls: bool = False
+    tls_verify: bool = True  # check the SMSC's certificate and host name
+    tls_ca: str = ""  # CA bundle for a private SMSC certificate ("" = system store)
+    bind_mode: str = "transceiver"  # or "transmitter+receiver"
+    binds: int = 1
+    window: int = 10
+    throughput: float = 0.0  # messages per second, 0 = unlimited
+    enquire_link_interval: float = 30.0
+    response_timeout: float = 10.0
+    reconnect_min: float = 1.0
+    reconnect_max: float = 60.0
+    source_addr: str = ""
+    source_ton: int = 1
+    source_npi: int = 1
+    data_coding_gsm: int = 0
+    gsm_packed: bool = False
+    concat: str = "udh8"
+    message_id_format: str = "auto"
+
+
+class NotBound(ConnectionError):
+    """No bound link to send on."""
+
+
+class Upstream:
+    def __init__(
+        self,
+        settings: UpstreamSettings,
+        *,
+        on_deliver: DeliverHandler,
+        on_state: StateHandler | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.on_deliver = on_deliver
+        self.on_state = on_state
+        self.rng = rng or random.Random()
+        self._tx_links: list[SmppLink] = []
+        self._next = 0
+        self._limiter = (
+            SlidingWindow(max(1, int(settings.throughput)), 1.0) if settings.throughput else None
+        )
+        self._limiter_lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._bound_event = asyncio.Event()
+
+    @property
+    def bound(self) -> bool:
+        return bool(self._tx_links)
+
+    async def wait_bound(self, timeout: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._bound_event.wait(), timeout)
+        return self.bound
+
+    def start(self) -> None:
+        kinds: list[type[BindTransceiver | BindTransmitter | BindReceiver]] = []
+        if self.settings.bind_mode == "transceiver":
+            kinds += [BindTransceiver] * self.settings.binds
+        else:
+            kinds += [BindTransmitter] * self.settings.binds
+            kinds += [BindReceiver] * self.settings.binds
+        for index, kind in enumerate(kinds):
+            self._tasks.append(asyncio.create_task(self._keep_bound(kind, index)))
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        links = list(self._tx_links)
+        await asyncio.gather(*(link.unbind() for link in links), return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _keep_bound(
+        self, kind: type[BindTransceiver | BindTransmitter | BindReceiver], index: int
+    ) -> None:
+        s = self.settings
+        failures = 0
+        label = f"{self.name}#{index}"
+        while not self._stopping.is_set():
+            link: SmppLink | None = None
+            try:
+                context = self._tls_context() if s.tls else None
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(s.host, s.port, ssl=context), s.response_timeout
+                )
+                session = Session(
+                    Role.ESME,
+                    window=s.window,
+                    response_timeout=s.response_timeout,
+                    enquire_link_interval=s.enquire_link_interval,
+                    now=time.monotonic(),
+                )
+                link = SmppLink(reader, writer, session, handler=self._on_request, name=label)
+                pump = asyncio.create_task(link.run())
+                response = await link.request(
+                    kind(system_id=s.system_id, password=s.password, system_type=s.system_type)
+                )
+                if response.command_status != CommandStatus.ESME_ROK:
+                    raise ConnectionRefusedError(
+                        f"bind refused with {status_name(response.command_status)}"
+                    )
+                failures = 0
+                logger.info("%s: bound (%s) to %s:%d", label, kind.__name__, s.host, s.port)
+                if session.bind_type is not BindType.RECEIVER:
+                    self._tx_links.append(link)
+                self._changed()
+                await pump
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                logger.warning("%s: %s:%d unavailable: %s", label, s.host, s.port, exc)
+            finally:
+                if link is not None:
+                    if link in self._tx_links:
+                        self._tx_links.remove(link)
+                        self._changed()
+                    link.writer.close()
+            if self._stopping.is_set():
+                return
+            # exponential back-off with jitter, reset after a successful bind
+            ceiling = min(s.reconnect_max, s.reconnect_min * 2 ** min(failures, 16))
+            delay = ceiling * (0.5 + 0.5 * self.rng.random())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+
+    def _tls_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.settings.tls_ca or None)
+        if not self.settings.tls_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def _changed(self) -> None:
+        if self._tx_links:
+            self._bound_event.set()
+        else:
+            self._bound_event.clear()
+        if self.on_state is not None:
+            self.on_state(self, self.bound)
+
+    async def _on_request(self, link: SmppLink, pdu: Pdu) -> Pdu | None:
+        if isinstance(pdu, DeliverSm | DataSm):
+            status = await self.on_deliver(self, pdu)
+            return pdu.response(command_status=status)
+        return pdu.response(command_status=CommandStatus.ESME_RINVCMDID)
+
+    async def _pace(self) -> None:
+        if self._limiter is None:
+            return
+        async with self._limiter_lock:
+            while (wait := self._limiter.delay(time.monotonic())) > 0:
+                await asyncio.sleep(wait)
+            self._limiter.record(time.monotonic())
+
+    async def submit_parts(self, parts: Sequence[SubmitSm]) -> list[Pdu]:
+        """Send `parts` in order on one link; stop at the first error response.
+
+        Returns the responses received (shorter than `parts` when one failed). Raises NotBound,
+        LinkClosed or ResponseTimedOut when the link fails; parts sent before that may have
+        reached the SMSC (the caller retries the whole message: at-least-once)."""
+        if not self._tx_links:
+            raise NotBound(f"{self.name}: not bound")
+        link = self._tx_links[self._next % len(self._tx_links)]
+        self._next += 1
+        responses: list[Pdu] = []
+        for part in parts:
+            await self._pace()
+            response = await link.request(part)
+            responses.append(response)
+            if response.command_status != CommandStatus.ESME_ROK:
+                break
+        return responses

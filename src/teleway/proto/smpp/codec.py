@@ -1,0 +1,748 @@
+"""Encode and decode SMPP v3.4 PDUs (spec chapters 3 and 4).
+
+``encode(pdu) -> bytes`` and ``decode(data) -> Pdu`` (exactly one PDU).  Both raise only
+:class:`~teleway.proto.smpp.errors.SmppError`, whose ``command_status`` is the code to answer
+with (see docs/smpp.md for the table of decode problems and their codes).
+
+The wire layout of every PDU body is data (:data:`LAYOUTS`: field name, kind, spec maximum,
+error code).  From it we generate, once at import, one straight-line decoder and one encoder
+per PDU class: this keeps a typical submit_sm well above 100k decodes/encodes per second in
+pure Python (bench/codec.py), where an interpreted loop over the layout is ~3x slower.
+Decoded objects are built with ``object.__new__`` + ``object.__setattr__`` (what the frozen
+dataclass ``__init__`` does, minus argument parsing and defaults).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any, Final, NamedTuple
+
+from teleway.proto.smpp.constants import CommandStatus, command_name
+from teleway.proto.smpp.errors import SmppError
+from teleway.proto.smpp.pdu import (
+    PDU_CLASSES,
+    AlertNotification,
+    BindReceiver,
+    BindReceiverResp,
+    BindTransceiver,
+    BindTransceiverResp,
+    BindTransmitter,
+    BindTransmitterResp,
+    CancelSm,
+    CancelSmResp,
+    DataSm,
+    DataSmResp,
+    DeliverSm,
+    DeliverSmResp,
+    DistributionList,
+    EnquireLink,
+    EnquireLinkResp,
+    GenericNack,
+    Outbind,
+    Pdu,
+    QuerySm,
+    QuerySmResp,
+    ReplaceSm,
+    ReplaceSmResp,
+    SmeAddress,
+    SubmitMulti,
+    SubmitMultiResp,
+    SubmitSm,
+    SubmitSmResp,
+    Unbind,
+    UnbindResp,
+    UnsuccessSme,
+)
+from teleway.proto.smpp.tlv import encode_tlvs, parse_tlvs
+
+__all__ = [
+    "HEADER_LENGTH",
+    "LAYOUTS",
+    "MAX_SHORT_MESSAGE",
+    "FieldSpec",
+    "decode",
+    "encode",
+    "peek_header",
+]
+
+#: command_length, command_id, command_status, sequence_number (spec 3.2).
+HEADER = struct.Struct(">IIII")
+HEADER_LENGTH: Final = 16
+#: short_message is at most 254 octets (spec 5.2.21, sm_length 0..254).
+MAX_SHORT_MESSAGE: Final = 254
+#: submit_multi carries at most 254 destinations (spec 5.2.24 number_of_dests).
+MAX_DESTINATIONS: Final = 254
+
+_S = CommandStatus
+
+# Field kinds.
+CSTR: Final = "cstr"  # C-Octet String, max length includes the NUL (spec 3.1)
+U8: Final = "u8"  # 1-octet integer
+SM: Final = "sm"  # sm_length (1 octet) + short_message
+DESTS: Final = "dests"  # submit_multi number_of_dests + dest_address list
+UNSUCCESS: Final = "unsuccess"  # submit_multi_resp no_unsuccess + unsuccess_sme list
+
+
+class FieldSpec(NamedTuple):
+    """One mandatory body field: ``max_length`` counts the NUL for C-strings (spec 4.x tables).
+
+    ``status`` is the command_status reported when the field is malformed (too long,
+    unterminated, out of range).
+    """
+
+    name: str
+    kind: str
+    max_length: int
+    status: int
+
+
+def _c(name: str, max_length: int, status: int) -> FieldSpec:
+    return FieldSpec(name, CSTR, max_length, status)
+
+
+def _u(name: str, status: int = _S.ESME_RSYSERR) -> FieldSpec:
+    return FieldSpec(name, U8, 1, status)
+
+
+_SM = FieldSpec("short_message", SM, MAX_SHORT_MESSAGE, _S.ESME_RINVMSGLEN)
+
+_BIND: Final = (
+    _c("system_id", 16, _S.ESME_RINVSYSID),
+    _c("password", 9, _S.ESME_RINVPASWD),
+    _c("system_type", 13, _S.ESME_RINVSYSTYP),
+    _u("interface_version", _S.ESME_RBINDFAIL),
+    _u("addr_ton", _S.ESME_RBINDFAIL),
+    _u("addr_npi", _S.ESME_RBINDFAIL),
+    _c("address_range", 41, _S.ESME_RBINDFAIL),
+)
+_BIND_RESP: Final = (_c("system_id", 16, _S.ESME_RINVSYSID),)
+_MESSAGE_ID: Final = _c("message_id", 65, _S.ESME_RINVMSGID)
+_SERVICE_TYPE: Final = _c("service_type", 6, _S.ESME_RINVSERTYP)
+_SOURCE_21: Final = (
+    _u("source_addr_ton", _S.ESME_RINVSRCTON),
+    _u("source_addr_npi", _S.ESME_RINVSRCNPI),
+    _c("source_addr", 21, _S.ESME_RINVSRCADR),
+)
+_DEST_21: Final = (
+    _u("dest_addr_ton", _S.ESME_RINVDSTTON),
+    _u("dest_addr_npi", _S.ESME_RINVDSTNPI),
+    _c("destination_addr", 21, _S.ESME_RINVDSTADR),
+)
+_SUBMIT_TAIL: Final = (
+    _u("esm_class", _S.ESME_RINVESMCLASS),
+    _u("protocol_id"),
+    _u("priority_flag", _S.ESME_RINVPRTFLG),
+    _c("schedule_delivery_time", 17, _S.ESME_RINVSCHED),
+    _c("validity_period", 17, _S.ESME_RINVEXPIRY),
+    _u("registered_delivery", _S.ESME_RINVREGDLVFLG),
+    _u("replace_if_present_flag", _S.ESME_RINVREPFLAG),
+    _u("data_coding"),
+    _u("sm_default_msg_id", _S.ESME_RINVDFTMSGID),
+    _SM,
+)
+_SUBMIT: Final = (_SERVICE_TYPE, *_SOURCE_21, *_DEST_21, *_SUBMIT_TAIL)
+
+#: Mandatory body layout of every PDU class, in wire order (spec chapter 4).
+LAYOUTS: Final[dict[type[Pdu], tuple[FieldSpec, ...]]] = {
+    GenericNack: (),
+    BindTransmitter: _BIND,
+    BindReceiver: _BIND,
+    BindTransceiver: _BIND,
+    BindTransmitterResp: _BIND_RESP,
+    BindReceiverResp: _BIND_RESP,
+    BindTransceiverResp: _BIND_RESP,
+    Outbind: (_c("system_id", 16, _S.ESME_RINVSYSID), _c("password", 9, _S.ESME_RINVPASWD)),
+    Unbind: (),
+    UnbindResp: (),
+    EnquireLink: (),
+    EnquireLinkResp: (),
+    SubmitSm: _SUBMIT,
+    SubmitSmResp: (_MESSAGE_ID,),
+    DeliverSm: _SUBMIT,
+    DeliverSmResp: (_MESSAGE_ID,),
+    SubmitMulti: (
+        _SERVICE_TYPE,
+        *_SOURCE_21,
+        FieldSpec("dest_addresses", DESTS, MAX_DESTINATIONS, _S.ESME_RINVNUMDESTS),
+        *_SUBMIT_TAIL,
+    ),
+    SubmitMultiResp: (
+        _MESSAGE_ID,
+        FieldSpec("unsuccess_sme", UNSUCCESS, 255, _S.ESME_RSYSERR),
+    ),
+    DataSm: (
+        _SERVICE_TYPE,
+        _u("source_addr_ton", _S.ESME_RINVSRCTON),
+        _u("source_addr_npi", _S.ESME_RINVSRCNPI),
+        _c("source_addr", 65, _S.ESME_RINVSRCADR),  # data_sm allows 65 (spec 4.7.1)
+        _u("dest_addr_ton", _S.ESME_RINVDSTTON),
+        _u("dest_addr_npi", _S.ESME_RINVDSTNPI),
+        _c("destination_addr", 65, _S.ESME_RINVDSTADR),
+        _u("esm_class", _S.ESME_RINVESMCLASS),
+        _u("registered_delivery", _S.ESME_RINVREGDLVFLG),
+        _u("data_coding"),
+    ),
+    DataSmResp: (_MESSAGE_ID,),
+    QuerySm: (_MESSAGE_ID, *_SOURCE_21),
+    QuerySmResp: (
+        _MESSAGE_ID,
+        _c("final_date", 17, _S.ESME_RSYSERR),
+        _u("message_state"),
+        _u("error_code"),
+    ),
+    CancelSm: (_SERVICE_TYPE, _MESSAGE_ID, *_SOURCE_21, *_DEST_21),
+    CancelSmResp: (),
+    ReplaceSm: (
+        _MESSAGE_ID,
+        *_SOURCE_21,
+        _c("schedule_delivery_time", 17, _S.ESME_RINVSCHED),
+        _c("validity_period", 17, _S.ESME_RINVEXPIRY),
+        _u("registered_delivery", _S.ESME_RINVREGDLVFLG),
+        _u("sm_default_msg_id", _S.ESME_RINVDFTMSGID),
+        _SM,
+    ),
+    ReplaceSmResp: (),
+    AlertNotification: (
+        _u("source_addr_ton", _S.ESME_RINVSRCTON),
+        _u("source_addr_npi", _S.ESME_RINVSRCNPI),
+        _c("source_addr", 65, _S.ESME_RINVSRCADR),
+        _u("esme_addr_ton", _S.ESME_RINVDSTTON),
+        _u("esme_addr_npi", _S.ESME_RINVDSTNPI),
+        _c("esme_addr", 65, _S.ESME_RINVDSTADR),
+    ),
+}
+
+#: Responses whose body is omitted on the wire when command_status != 0 and every field is
+#: at its default (spec 4.4.2 note for submit_sm_resp; common practice for the others).
+#: deliver_sm_resp and query_sm_resp always carry their body.
+_OMIT_BODY_ON_ERROR: Final[tuple[type[Pdu], ...]] = (
+    BindTransmitterResp,
+    BindReceiverResp,
+    BindTransceiverResp,
+    SubmitSmResp,
+    SubmitMultiResp,
+    DataSmResp,
+)
+
+
+# --- helpers called by the generated code -------------------------------------------------
+
+
+def _cstr_error(data: bytes, pos: int, end: int, spec: FieldSpec, seq: int, cid: int) -> SmppError:
+    limit = pos + spec.max_length
+    if data.find(0, pos, end) < 0:
+        what = "is not NUL terminated before the end of the PDU"
+    else:
+        what = f"is longer than {spec.max_length - 1} characters (spec max {limit - pos} with NUL)"
+    return SmppError(
+        f"{command_name(cid)}.{spec.name} {what}",
+        command_status=spec.status,
+        sequence_number=seq,
+        command_id=cid,
+    )
+
+
+def _short_error(seq: int, cid: int) -> SmppError:
+    return SmppError(
+        f"{command_name(cid)} body is shorter than its mandatory parameters",
+        command_status=_S.ESME_RINVCMDLEN,
+        sequence_number=seq,
+        command_id=cid,
+    )
+
+
+def _sm_error(sm_length: int, available: int, seq: int, cid: int) -> SmppError:
+    if sm_length > MAX_SHORT_MESSAGE:
+        what = f"sm_length {sm_length} exceeds the spec maximum {MAX_SHORT_MESSAGE}"
+    else:
+        what = f"sm_length {sm_length} runs past the PDU end ({available} octets left)"
+    return SmppError(
+        f"{command_name(cid)} {what}",
+        command_status=_S.ESME_RINVMSGLEN,
+        sequence_number=seq,
+        command_id=cid,
+    )
+
+
+def _read_cstr(data: bytes, pos: int, end: int, spec: FieldSpec, seq: int, cid: int) -> int:
+    """Index of the NUL ending the C-string at ``pos`` (within the spec max), else raise."""
+    nul = data.find(0, pos, min(pos + spec.max_length, end))
+    if nul < 0:
+        raise _cstr_error(data, pos, end, spec, seq, cid)
+    return nul
+
+
+_DL_NAME = _c("dl_name", 21, _S.ESME_RINVDLNAME)
+_DEST_ADDR = _c("destination_addr", 21, _S.ESME_RINVDSTADR)
+
+
+def _decode_dests(
+    data: bytes, pos: int, end: int, seq: int, cid: int
+) -> tuple[tuple[SmeAddress | DistributionList, ...], int]:
+    """number_of_dests + dest_address list of submit_multi (spec 4.5.1.1)."""
+    count = data[pos]
+    pos += 1
+    if count > MAX_DESTINATIONS:
+        raise SmppError(
+            f"number_of_dests {count} exceeds {MAX_DESTINATIONS}",
+            command_status=_S.ESME_RINVNUMDESTS,
+            sequence_number=seq,
+            command_id=cid,
+        )
+    out: list[SmeAddress | DistributionList] = []
+    for _ in range(count):
+        flag = data[pos]
+        pos += 1
+        if flag == 1:
+            ton = data[pos]
+            npi = data[pos + 1]
+            pos += 2
+            nul = _read_cstr(data, pos, end, _DEST_ADDR, seq, cid)
+            out.append(SmeAddress(ton, npi, data[pos:nul].decode("latin-1")))
+        elif flag == 2:
+            nul = _read_cstr(data, pos, end, _DL_NAME, seq, cid)
+            out.append(DistributionList(data[pos:nul].decode("latin-1")))
+        else:
+            raise SmppError(
+                f"dest_flag {flag} is neither 1 (SME address) nor 2 (distribution list)",
+                command_status=_S.ESME_RINVDESTFLAG,
+                sequence_number=seq,
+                command_id=cid,
+            )
+        pos = nul + 1
+    return tuple(out), pos
+
+
+_U32 = struct.Struct(">I")
+
+
+def _decode_unsuccess(
+    data: bytes, pos: int, end: int, seq: int, cid: int
+) -> tuple[tuple[UnsuccessSme, ...], int]:
+    """no_unsuccess + unsuccess_sme list of submit_multi_resp (spec 4.5.2.1)."""
+    count = data[pos]
+    pos += 1
+    out: list[UnsuccessSme] = []
+    for _ in range(count):
+        ton = data[pos]
+        npi = data[pos + 1]
+        pos += 2
+        nul = _read_cstr(data, pos, end, _DEST_ADDR, seq, cid)
+        addr = data[pos:nul].decode("latin-1")
+        (code,) = _U32.unpack_from(data, nul + 1)
+        pos = nul + 5
+        out.append(UnsuccessSme(ton, npi, addr, code))
+    return tuple(out), pos
+
+
+def _check_cstr(value: object, spec: FieldSpec, where: str, cid: int) -> bytes:
+    if not isinstance(value, str):
+        raise SmppError(
+            f"{where} must be a str, not {type(value).__name__}",
+            command_status=spec.status,
+            command_id=cid,
+        )
+    try:
+        raw = value.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise SmppError(
+            f"{where} has characters outside latin-1: {value!r}",
+            command_status=spec.status,
+            command_id=cid,
+        ) from exc
+    if 0 in raw:
+        raise SmppError(f"{where} contains a NUL", command_status=spec.status, command_id=cid)
+    if len(raw) >= spec.max_length:
+        raise SmppError(
+            f"{where} is {len(raw)} characters, spec allows {spec.max_length - 1}",
+            command_status=spec.status,
+            command_id=cid,
+        )
+    return raw
+
+
+def _check_u8(value: object, spec: FieldSpec, where: str, cid: int, limit: int = 0xFF) -> int:
+    if not isinstance(value, int) or not 0 <= value <= limit:
+        raise SmppError(
+            f"{where} must be an integer 0..{limit}, got {value!r}",
+            command_status=spec.status,
+            command_id=cid,
+        )
+    return value
+
+
+def _encode_dests(dests: object, cid: int) -> bytes:
+    spec = LAYOUTS[SubmitMulti][4]
+    if not isinstance(dests, tuple | list) or len(dests) > MAX_DESTINATIONS:
+        raise SmppError(
+            f"dest_addresses must be a tuple of at most {MAX_DESTINATIONS} destinations",
+            command_status=spec.status,
+            command_id=cid,
+        )
+    parts = [bytes((len(dests),))]
+    ton_spec = FieldSpec("dest_addr_ton", U8, 1, _S.ESME_RINVDSTTON)
+    npi_spec = FieldSpec("dest_addr_npi", U8, 1, _S.ESME_RINVDSTNPI)
+    for i, dest in enumerate(dests):
+        where = f"dest_addresses[{i}]"
+        if isinstance(dest, SmeAddress):
+            ton = _check_u8(dest.dest_addr_ton, ton_spec, where + ".dest_addr_ton", cid)
+            npi = _check_u8(dest.dest_addr_npi, npi_spec, where + ".dest_addr_npi", cid)
+            addr = _check_cstr(dest.destination_addr, _DEST_ADDR, where, cid)
+            parts.append(bytes((1, ton, npi)) + addr + b"\0")
+        elif isinstance(dest, DistributionList):
+            parts.append(b"\x02" + _check_cstr(dest.dl_name, _DL_NAME, where, cid) + b"\0")
+        else:
+            raise SmppError(
+                f"{where} must be a SmeAddress or DistributionList",
+                command_status=_S.ESME_RINVDESTFLAG,
+                command_id=cid,
+            )
+    return b"".join(parts)
+
+
+def _encode_unsuccess(items: object, cid: int) -> bytes:
+    if not isinstance(items, tuple | list) or len(items) > 0xFF:
+        raise SmppError(
+            "unsuccess_sme must be a tuple of at most 255 entries",
+            command_status=_S.ESME_RSYSERR,
+            command_id=cid,
+        )
+    parts = [bytes((len(items),))]
+    for i, item in enumerate(items):
+        where = f"unsuccess_sme[{i}]"
+        if not isinstance(item, tuple) or len(item) != 4:
+            raise SmppError(
+                f"{where} must be (ton, npi, addr, error_status_code)",
+                command_status=_S.ESME_RSYSERR,
+                command_id=cid,
+            )
+        ton, npi, addr, code = item
+        ton = _check_u8(ton, FieldSpec("ton", U8, 1, _S.ESME_RINVDSTTON), where, cid)
+        npi = _check_u8(npi, FieldSpec("npi", U8, 1, _S.ESME_RINVDSTNPI), where, cid)
+        raw = _check_cstr(addr, _DEST_ADDR, where + ".destination_addr", cid)
+        code = _check_u8(code, FieldSpec("code", U8, 4, _S.ESME_RSYSERR), where, cid, 0xFFFFFFFF)
+        parts.append(bytes((ton, npi)) + raw + b"\0" + _U32.pack(code))
+    return b"".join(parts)
+
+
+def _diagnose(pdu: Pdu, layout: tuple[FieldSpec, ...]) -> SmppError:
+    """Find which field of ``pdu`` cannot be encoded (slow path after a fast-path failure)."""
+    cid = pdu.command_id
+    name = command_name(cid)
+    for head in ("command_status", "sequence_number"):
+        value = getattr(pdu, head)
+        if not isinstance(value, int) or not 0 <= value <= 0xFFFFFFFF:
+            return SmppError(
+                f"{name}.{head} must be a 32-bit unsigned integer, got {value!r}",
+                command_status=_S.ESME_RSYSERR,
+                command_id=cid,
+            )
+    for spec in layout:
+        value = getattr(pdu, spec.name)
+        where = f"{name}.{spec.name}"
+        try:
+            if spec.kind == CSTR:
+                _check_cstr(value, spec, where, cid)
+            elif spec.kind == U8:
+                _check_u8(value, spec, where, cid)
+            elif spec.kind == SM:
+                if not isinstance(value, bytes | bytearray) or len(value) > MAX_SHORT_MESSAGE:
+                    return SmppError(
+                        f"{where} must be bytes of at most {MAX_SHORT_MESSAGE} octets "
+                        "(use the message_payload TLV for more)",
+                        command_status=spec.status,
+                        command_id=cid,
+                    )
+            elif spec.kind == DESTS:
+                _encode_dests(value, cid)
+            elif spec.kind == UNSUCCESS:
+                _encode_unsuccess(value, cid)
+        except SmppError as exc:
+            return exc
+    if not isinstance(pdu.tlvs, tuple):
+        return SmppError(
+            f"{name}.tlvs must be a tuple of Tlv", command_status=_S.ESME_RSYSERR, command_id=cid
+        )
+    try:
+        encode_tlvs(pdu.tlvs)
+    except SmppError as exc:
+        exc.command_id = cid
+        return exc
+    except (AttributeError, TypeError) as exc:
+        return SmppError(
+            f"{name}.tlvs: {exc}", command_status=_S.ESME_RINVOPTPARSTREAM, command_id=cid
+        )
+    return SmppError(f"cannot encode {name}", command_status=_S.ESME_RSYSERR, command_id=cid)
+
+
+# --- code generation -------------------------------------------------------------------
+
+
+def _struct(fmt: str) -> struct.Struct:
+    return struct.Struct(">" + fmt)
+
+
+class _Generated(NamedTuple):
+    decoder: Callable[[bytes, int, int, int], Pdu]
+    encoder: Callable[[Any], bytes]
+
+
+def _generate(cls: type[Pdu], layout: tuple[FieldSpec, ...]) -> _Generated:
+    """Build the straight-line decoder and encoder of one PDU class from its layout."""
+    env: dict[str, Any] = {
+        "_cls": cls,
+        "_new": object.__new__,
+        "_set": object.__setattr__,
+        "_cid": int(cls.command_id),
+        "_parse_tlvs": parse_tlvs,
+        "_encode_tlvs": encode_tlvs,
+        "_cstr_error": _cstr_error,
+        "_short_error": _short_error,
+        "_sm_error": _sm_error,
+        "_decode_dests": _decode_dests,
+        "_decode_unsuccess": _decode_unsuccess,
+        "_encode_dests": _encode_dests,
+        "_encode_unsuccess": _encode_unsuccess,
+        "_diagnose": _diagnose,
+        "_layout": layout,
+        "_header": HEADER.pack,
+        "_struct_error": struct.error,
+        "_MAX_SM": MAX_SHORT_MESSAGE,
+    }
+    for i, spec in enumerate(layout):
+        env[f"_spec{i}"] = spec
+
+    # Group the layout into runs: consecutive 1-octet integers (sm_length included) are read
+    # and written with one precompiled struct.
+    dec: list[str] = []
+    names = [spec.name for spec in layout]
+    w = dec.append
+    w("def decode_body(data, end, status, seq):")
+    if cls in _OMIT_BODY_ON_ERROR or cls in (DeliverSmResp, QuerySmResp):
+        # Lenient: responses (typically errors) are often sent with no body at all.
+        w("    if end == 16:")
+        w("        return _cls(command_status=status, sequence_number=seq)")
+    w("    pos = 16")
+    w("    try:")
+    if not layout:
+        w("        pass")
+    i = 0
+    while i < len(layout):
+        spec = layout[i]
+        if spec.kind == CSTR:
+            # Empty strings (service_type, times...) are common: test the first octet.
+            w("        if data[pos]:")
+            w(f"            nul = data.find(0, pos, pos + {spec.max_length})")
+            w("            if nul < 0:")
+            w(f"                raise _cstr_error(data, pos, end, _spec{i}, seq, _cid)")
+            w(f"            f_{spec.name} = data[pos:nul].decode('latin-1')")
+            w("            pos = nul + 1")
+            w("        else:")
+            w(f"            f_{spec.name} = ''")
+            w("            pos += 1")
+            i += 1
+        elif spec.kind in (U8, SM):
+            run: list[FieldSpec] = []
+            while i < len(layout) and layout[i].kind in (U8, SM):
+                run.append(layout[i])
+                i += 1
+                if run[-1].kind == SM:
+                    break
+            targets = [f"f_{s.name}" if s.kind == U8 else "sm_len" for s in run]
+            if len(run) == 1:
+                w(f"        {targets[0]} = data[pos]")
+            else:
+                key = f"_unpack{len(run)}"
+                env[key] = _struct("B" * len(run)).unpack_from
+                w(f"        {', '.join(targets)} = {key}(data, pos)")
+            w(f"        pos += {len(run)}")
+            if run[-1].kind == SM:
+                w("        nxt = pos + sm_len")
+                w("        if sm_len > _MAX_SM or nxt > end:")
+                w("            raise _sm_error(sm_len, end - pos, seq, _cid)")
+                w("        f_short_message = data[pos:nxt]")
+                w("        pos = nxt")
+        elif spec.kind == DESTS:
+            w(f"        f_{spec.name}, pos = _decode_dests(data, pos, end, seq, _cid)")
+            i += 1
+        elif spec.kind == UNSUCCESS:
+            w(f"        f_{spec.name}, pos = _decode_unsuccess(data, pos, end, seq, _cid)")
+            i += 1
+        else:  # pragma: no cover - layouts are static
+            raise AssertionError(spec.kind)
+    w("    except (IndexError, _struct_error):")
+    w("        raise _short_error(seq, _cid) from None")
+    w("    tlvs = _parse_tlvs(data, pos, end, seq, _cid) if pos < end else ()")
+    # Fill the slots through their member descriptors: what the frozen dataclass __init__
+    # does with object.__setattr__, at about half the cost per field.
+    w("    obj = _new(_cls)")
+    for name, value in (("command_status", "status"), ("sequence_number", "seq"), ("tlvs", "tlvs")):
+        env[f"_put_{name}"] = _slot_setter(cls, name)
+        w(f"    _put_{name}(obj, {value})")
+    for name in names:
+        env[f"_put_{name}"] = _slot_setter(cls, name)
+        w(f"    _put_{name}(obj, f_{name})")
+    w("    return obj")
+
+    enc: list[str] = []
+    w = enc.append
+    w("def encode(p):")
+    w("    try:")
+    checks: list[str] = []
+    for spec in layout:
+        if spec.kind == CSTR:
+            w(f"        v_{spec.name} = p.{spec.name}.encode('latin-1')")
+            checks.append(f"len(v_{spec.name}) >= {spec.max_length}")
+            checks.append(f"0 in v_{spec.name}")
+        elif spec.kind == SM:
+            w("        v_short_message = p.short_message")
+            checks.append("len(v_short_message) > _MAX_SM")
+    if checks:
+        w(f"        if {' or '.join(checks)}:")
+        w("            raise _diagnose(p, _layout)")
+    # Body parts: a C-string is followed by its NUL; the NUL and any following 1-octet
+    # integers are packed together ("x" is a zero pad byte in struct).
+    parts: list[str] = []
+    pending_nul = False
+    i = 0
+    while i < len(layout):
+        spec = layout[i]
+        if spec.kind in (U8, SM):
+            run = []
+            while i < len(layout) and layout[i].kind in (U8, SM):
+                run.append(layout[i])
+                i += 1
+                if run[-1].kind == SM:
+                    break
+            fmt = ("x" if pending_nul else "") + "B" * len(run)
+            key = f"_pack_{len(parts)}"
+            env[key] = _struct(fmt).pack
+            args = [f"p.{s.name}" if s.kind == U8 else "len(v_short_message)" for s in run]
+            parts.append(f"{key}({', '.join(args)})")
+            pending_nul = False
+            if run[-1].kind == SM:
+                parts.append("v_short_message")
+            continue
+        if pending_nul:
+            parts.append("b'\\0'")
+            pending_nul = False
+        if spec.kind == CSTR:
+            parts.append(f"v_{spec.name}")
+            pending_nul = True
+        elif spec.kind == DESTS:
+            parts.append(f"_encode_dests(p.{spec.name}, _cid)")
+        elif spec.kind == UNSUCCESS:
+            parts.append(f"_encode_unsuccess(p.{spec.name}, _cid)")
+        i += 1
+    if pending_nul:
+        parts.append("b'\\0'")
+    w("        t = p.tlvs")
+    parts.append("(_encode_tlvs(t) if t else b'')")
+    w(f"        body = b''.join(({', '.join(parts)},))")
+    if cls in _OMIT_BODY_ON_ERROR:
+        defaults = " and ".join(
+            f"p.{s.name} == {_default_literal(s)}" for s in layout
+        )  # all fields at their defaults
+        w(f"        if p.command_status and not t and {defaults}:")
+        w("            body = b''")
+    w("        return _header(16 + len(body), _cid, p.command_status, p.sequence_number) + body")
+    w("    except (_struct_error, UnicodeEncodeError, AttributeError, TypeError, ValueError):")
+    w("        raise _diagnose(p, _layout) from None")
+
+    namespace: dict[str, Any] = {}
+    exec(compile("\n".join(dec), f"<smpp decode {cls.__name__}>", "exec"), env, namespace)
+    exec(compile("\n".join(enc), f"<smpp encode {cls.__name__}>", "exec"), env, namespace)
+    return _Generated(namespace["decode_body"], namespace["encode"])
+
+
+def _slot_setter(cls: type[Pdu], name: str) -> Any:
+    """The ``__set__`` of the slot descriptor holding field ``name`` (defined on cls or a base)."""
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            return vars(klass)[name].__set__
+    raise AttributeError(name)  # pragma: no cover - layouts name real fields
+
+
+def _default_literal(spec: FieldSpec) -> str:
+    if spec.kind == CSTR:
+        return "''"
+    if spec.kind in (DESTS, UNSUCCESS):
+        return "()"
+    if spec.kind == SM:
+        return "b''"
+    return "0"
+
+
+_GENERATED: Final[dict[type[Pdu], _Generated]] = {
+    cls: _generate(cls, layout) for cls, layout in LAYOUTS.items()
+}
+_DECODERS: Final[dict[int, Callable[[bytes, int, int, int], Pdu]]] = {
+    int(cls.command_id): gen.decoder for cls, gen in _GENERATED.items()
+}
+_ENCODERS: Final[dict[type[Pdu], Callable[[Any], bytes]]] = {
+    cls: gen.encoder for cls, gen in _GENERATED.items()
+}
+assert set(PDU_CLASSES.values()) == set(LAYOUTS), "every PDU class needs a layout"
+
+_unpack_header = HEADER.unpack_from
+
+
+def peek_header(data: bytes) -> tuple[int, int, int, int] | None:
+    """(command_length, command_id, command_status, sequence_number) or None if < 16 octets."""
+    if len(data) < HEADER_LENGTH:
+        return None
+    length, cid, status, seq = _unpack_header(data, 0)
+    return length, cid, status, seq
+
+
+def decode(data: bytes | bytearray | memoryview) -> Pdu:
+    """Decode exactly one PDU.
+
+    Raises SmppError: ``ESME_RINVCMDLEN`` when the data is shorter than a header or
+    command_length differs from ``len(data)``; ``ESME_RINVCMDID`` for an unknown command_id;
+    a field-specific code for a malformed body (see docs/smpp.md).  The error carries the
+    sequence_number and command_id whenever the header could be read.
+    """
+    if type(data) is not bytes:
+        data = bytes(data)
+    end = len(data)
+    if end < HEADER_LENGTH:
+        raise SmppError(
+            f"{end} octets is shorter than the 16-octet PDU header",
+            command_status=_S.ESME_RINVCMDLEN,
+        )
+    length, cid, status, seq = _unpack_header(data, 0)
+    if length != end:
+        raise SmppError(
+            f"command_length {length} does not match the {end} octets given",
+            command_status=_S.ESME_RINVCMDLEN,
+            sequence_number=seq,
+            command_id=cid,
+        )
+    decoder = _DECODERS.get(cid)
+    if decoder is None:
+        raise SmppError(
+            f"unknown command_id 0x{cid:08X}",
+            command_status=_S.ESME_RINVCMDID,
+            sequence_number=seq,
+            command_id=cid,
+        )
+    return decoder(data, end, status, seq)
+
+
+def encode(pdu: Pdu) -> bytes:
+    """Wire bytes of ``pdu``.
+
+    Raises SmppError when a field cannot be encoded (C-string over its spec maximum, with a
+    NUL or non latin-1 characters; integer out of range; short_message over 254 octets; a
+    known TLV with a length outside its spec bounds), with the code the same problem gets
+    on decode.
+    """
+    encoder = _ENCODERS.get(type(pdu))
+    if encoder is None:
+        raise SmppError(
+            f"{type(pdu).__name__} is not an SMPP v3.4 PDU class",
+            command_status=_S.ESME_RINVCMDID,
+        )
+    return encoder(pdu)

@@ -1,0 +1,289 @@
+"""SMPP v3.4 optional parameters (TLVs, spec 3.2.4 and 5.3).
+
+A :class:`Tlv` is the raw wire form: a 16-bit tag and its value octets.  PDUs keep their
+TLVs as an ordered tuple of these, so a PDU re-encodes byte for byte, including tags we do
+not know (vendor range 0x1400-0x3FFF, later SMPP versions) and repeated tags.
+
+:data:`TLV_SPECS` describes every v3.4 tag: its value type and allowed length (spec 5.3.2).
+The decoder uses it to reject a known tag with an impossible length
+(``ESME_RINVPARLEN``); :func:`decode_value` turns a value into ``int`` / ``str`` / ``bytes``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import struct
+from dataclasses import dataclass
+from enum import Enum
+from typing import Final
+
+from teleway.proto.smpp.constants import CommandStatus, Tag, tag_name
+from teleway.proto.smpp.errors import SmppError
+
+__all__ = [
+    "TLV_SPECS",
+    "Tlv",
+    "TlvKind",
+    "TlvSpec",
+    "TlvValue",
+    "decode_value",
+    "encode_tlvs",
+    "parse_tlvs",
+]
+
+#: A decoded TLV value: integers for INT tags, text for C-string tags, octets otherwise.
+TlvValue = int | str | bytes
+
+_TAG_LEN = struct.Struct(">HH")
+
+
+class TlvKind(Enum):
+    """How a TLV value is typed on the wire (spec 5.3.2 "Type" column)."""
+
+    INT = "int"  # unsigned big-endian integer of a fixed size (1, 2 or 4 octets)
+    CSTR = "cstr"  # C-Octet String (NUL terminated)
+    OCTETS = "octets"  # Octet String
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlvSpec:
+    """Type and length bounds (in octets, as in the Length field) of one known tag."""
+
+    tag: int
+    kind: TlvKind
+    min_length: int
+    max_length: int
+
+    @property
+    def name(self) -> str:
+        return tag_name(self.tag)
+
+
+def _int(tag: Tag, size: int) -> TlvSpec:
+    return TlvSpec(tag=tag, kind=TlvKind.INT, min_length=size, max_length=size)
+
+
+def _cstr(tag: Tag, max_length: int) -> TlvSpec:
+    # A C-string value holds at least its NUL terminator.
+    return TlvSpec(tag=tag, kind=TlvKind.CSTR, min_length=1, max_length=max_length)
+
+
+def _octets(tag: Tag, min_length: int, max_length: int) -> TlvSpec:
+    return TlvSpec(tag=tag, kind=TlvKind.OCTETS, min_length=min_length, max_length=max_length)
+
+
+#: Every TLV of SMPP v3.4 (spec 5.3.2.1 - 5.3.2.44), keyed by tag value.
+TLV_SPECS: Final[dict[int, TlvSpec]] = {
+    s.tag: s
+    for s in (
+        _int(Tag.DEST_ADDR_SUBUNIT, 1),  # 5.3.2.1
+        _int(Tag.DEST_NETWORK_TYPE, 1),  # 5.3.2.3
+        _int(Tag.DEST_BEARER_TYPE, 1),  # 5.3.2.5
+        _int(Tag.DEST_TELEMATICS_ID, 2),  # 5.3.2.7
+        _int(Tag.SOURCE_ADDR_SUBUNIT, 1),  # 5.3.2.2
+        _int(Tag.SOURCE_NETWORK_TYPE, 1),  # 5.3.2.4
+        _int(Tag.SOURCE_BEARER_TYPE, 1),  # 5.3.2.6
+        _int(Tag.SOURCE_TELEMATICS_ID, 1),  # 5.3.2.8
+        _int(Tag.QOS_TIME_TO_LIVE, 4),  # 5.3.2.9
+        _int(Tag.PAYLOAD_TYPE, 1),  # 5.3.2.10
+        _cstr(Tag.ADDITIONAL_STATUS_INFO_TEXT, 256),  # 5.3.2.11
+        _cstr(Tag.RECEIPTED_MESSAGE_ID, 65),  # 5.3.2.12
+        _int(Tag.MS_MSG_WAIT_FACILITIES, 1),  # 5.3.2.13
+        _int(Tag.PRIVACY_INDICATOR, 1),  # 5.3.2.14
+        _octets(Tag.SOURCE_SUBADDRESS, 2, 23),  # 5.3.2.15
+        _octets(Tag.DEST_SUBADDRESS, 2, 23),  # 5.3.2.16
+        _int(Tag.USER_MESSAGE_REFERENCE, 2),  # 5.3.2.17
+        _int(Tag.USER_RESPONSE_CODE, 1),  # 5.3.2.18
+        _int(Tag.SOURCE_PORT, 2),  # 5.3.2.20
+        _int(Tag.DESTINATION_PORT, 2),  # 5.3.2.21
+        _int(Tag.SAR_MSG_REF_NUM, 2),  # 5.3.2.22
+        _int(Tag.LANGUAGE_INDICATOR, 1),  # 5.3.2.19
+        _int(Tag.SAR_TOTAL_SEGMENTS, 1),  # 5.3.2.23
+        _int(Tag.SAR_SEGMENT_SEQNUM, 1),  # 5.3.2.24
+        _int(Tag.SC_INTERFACE_VERSION, 1),  # 5.3.2.25
+        _int(Tag.CALLBACK_NUM_PRES_IND, 1),  # 5.3.2.37
+        _octets(Tag.CALLBACK_NUM_ATAG, 0, 65),  # 5.3.2.38
+        _int(Tag.NUMBER_OF_MESSAGES, 1),  # 5.3.2.39
+        _octets(Tag.CALLBACK_NUM, 4, 19),  # 5.3.2.36
+        _int(Tag.DPF_RESULT, 1),  # 5.3.2.28
+        _int(Tag.SET_DPF, 1),  # 5.3.2.29
+        _int(Tag.MS_AVAILABILITY_STATUS, 1),  # 5.3.2.30
+        _octets(Tag.NETWORK_ERROR_CODE, 3, 3),  # 5.3.2.31: network type (1) + error code (2)
+        _octets(Tag.MESSAGE_PAYLOAD, 0, 0xFFFF),  # 5.3.2.32
+        _int(Tag.DELIVERY_FAILURE_REASON, 1),  # 5.3.2.33
+        _int(Tag.MORE_MESSAGES_TO_SEND, 1),  # 5.3.2.34
+        _int(Tag.MESSAGE_STATE, 1),  # 5.3.2.35
+        # 5.3.2.44: typed "Octet String" of size 1 in the spec; it is a one-octet code.
+        _int(Tag.USSD_SERVICE_OP, 1),
+        _int(Tag.DISPLAY_TIME, 1),  # 5.3.2.26
+        _int(Tag.SMS_SIGNAL, 2),  # 5.3.2.40
+        _int(Tag.MS_VALIDITY, 1),  # 5.3.2.27
+        # 5.3.2.41: length 0 in v3.4; SMPP v5.0 gives it a one-octet value, accepted too.
+        _octets(Tag.ALERT_ON_MESSAGE_DELIVERY, 0, 1),
+        _int(Tag.ITS_REPLY_TYPE, 1),  # 5.3.2.42
+        _octets(Tag.ITS_SESSION_INFO, 2, 2),  # 5.3.2.43
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Tlv:
+    """One optional parameter as on the wire: ``tag`` and raw ``value`` octets."""
+
+    tag: int
+    value: bytes
+
+    @classmethod
+    def cstr(cls, tag: builtins.int, text: str) -> Tlv:
+        """A C-Octet String TLV: ``text`` (latin-1) plus its NUL terminator."""
+        return cls(tag, text.encode("latin-1") + b"\0")
+
+    @classmethod
+    def octets(cls, tag: builtins.int, value: bytes | bytearray | memoryview) -> Tlv:
+        """An Octet String TLV."""
+        return cls(tag, bytes(value))
+
+    @classmethod
+    def int(cls, tag: builtins.int, value: builtins.int, size: builtins.int | None = None) -> Tlv:
+        """An integer TLV; ``size`` defaults to the spec size of a known tag (else 1).
+
+        Raises ``ValueError`` if ``value`` does not fit.
+        """
+        if size is None:
+            spec = TLV_SPECS.get(tag)
+            size = spec.min_length if spec is not None and spec.kind is TlvKind.INT else 1
+        try:
+            raw = value.to_bytes(size, "big")
+        except OverflowError as exc:
+            raise ValueError(f"{tag_name(tag)}: {value} does not fit in {size} octets") from exc
+        return cls(tag, raw)
+
+    @classmethod
+    def of(cls, tag: builtins.int, value: TlvValue) -> Tlv:
+        """Build a TLV from a decoded value, typed by the tag's spec (unknown tags: bytes)."""
+        spec = TLV_SPECS.get(tag)
+        if isinstance(value, bytes):
+            return cls(tag, value)
+        if isinstance(value, str):
+            return cls.cstr(tag, value)
+        if spec is not None and spec.kind is TlvKind.INT:
+            return cls.int(tag, value, spec.min_length)
+        raise ValueError(f"{tag_name(tag)}: an integer value needs a known integer tag")
+
+    @property
+    def name(self) -> str:
+        """``"sar_msg_ref_num"`` or ``"0x1401"``."""
+        return tag_name(self.tag)
+
+    def decoded(self) -> TlvValue:
+        """The value typed by the tag's spec (see :func:`decode_value`)."""
+        return decode_value(self.tag, self.value)
+
+
+def decode_value(tag: int, value: bytes) -> TlvValue:
+    """Typed value of a TLV: ``int`` for INT tags, ``str`` for C-string tags, else ``bytes``.
+
+    C-strings are decoded latin-1 up to the first NUL; a value lacking its terminator (a
+    common peer bug, e.g. receipted_message_id sent without NUL) is taken whole.
+    """
+    spec = TLV_SPECS.get(tag)
+    if spec is None or spec.kind is TlvKind.OCTETS:
+        return value
+    if spec.kind is TlvKind.INT:
+        return int.from_bytes(value, "big")
+    nul = value.find(0)
+    return (value if nul < 0 else value[:nul]).decode("latin-1")
+
+
+_new = object.__new__
+#: Tag -> (min, max) value length, for the decoder's hot loop.
+_BOUNDS: Final[dict[int, tuple[int, int]]] = {
+    tag: (spec.min_length, spec.max_length) for tag, spec in TLV_SPECS.items()
+}
+
+
+# Slot descriptors of Tlv: filling them directly is the fast path of a frozen dataclass.
+_put_tag = vars(Tlv)["tag"].__set__
+_put_value = vars(Tlv)["value"].__set__
+
+
+def parse_tlvs(
+    data: bytes, pos: int, end: int, sequence_number: int, command_id: int
+) -> tuple[Tlv, ...]:
+    """Decode the TLVs in ``data[pos:end]`` (spec 3.2.4), keeping order and unknown tags.
+
+    Raises SmppError ``ESME_RINVOPTPARSTREAM`` when the stream is truncated (less than a
+    tag+length header left, or a length running past the PDU) and ``ESME_RINVPARLEN`` when a
+    known tag's length is outside the spec bounds.
+    """
+    out: list[Tlv] = []
+    bounds = _BOUNDS
+    unpack = _TAG_LEN.unpack_from
+    put_tag = _put_tag
+    put_value = _put_value
+    while pos < end:
+        if end - pos < 4:
+            raise SmppError(
+                f"truncated TLV header at offset {pos}",
+                command_status=CommandStatus.ESME_RINVOPTPARSTREAM,
+                sequence_number=sequence_number,
+                command_id=command_id,
+            )
+        tag, length = unpack(data, pos)
+        pos += 4
+        if pos + length > end:
+            raise SmppError(
+                f"TLV {tag_name(tag)} length {length} runs past the PDU end",
+                command_status=CommandStatus.ESME_RINVOPTPARSTREAM,
+                sequence_number=sequence_number,
+                command_id=command_id,
+            )
+        bound = bounds.get(tag)
+        if bound is not None and not bound[0] <= length <= bound[1]:
+            raise SmppError(
+                f"TLV {tag_name(tag)} has length {length}, spec allows {bound[0]}..{bound[1]}",
+                command_status=CommandStatus.ESME_RINVPARLEN,
+                sequence_number=sequence_number,
+                command_id=command_id,
+            )
+        tlv = _new(Tlv)
+        put_tag(tlv, tag)
+        put_value(tlv, data[pos : pos + length])
+        out.append(tlv)
+        pos += length
+    return tuple(out)
+
+
+def encode_tlvs(tlvs: tuple[Tlv, ...]) -> bytes:
+    """Wire form of ``tlvs`` in order.
+
+    Raises SmppError(ESME_RINVPARLEN) for a value over 65535 octets or a known tag whose
+    length is outside its spec bounds (the peer would reject it), and
+    SmppError(ESME_RINVOPTPARSTREAM) for a tag that is not a 16-bit value.
+    """
+    pack = _TAG_LEN.pack
+    specs = TLV_SPECS
+    parts: list[bytes] = []
+    for tlv in tlvs:
+        value = tlv.value
+        spec = specs.get(tlv.tag)
+        if spec is not None and not spec.min_length <= len(value) <= spec.max_length:
+            raise SmppError(
+                f"TLV {tag_name(tlv.tag)} value has {len(value)} octets, "
+                f"spec allows {spec.min_length}..{spec.max_length}",
+                command_status=CommandStatus.ESME_RINVPARLEN,
+            )
+        try:
+            parts.append(pack(tlv.tag, len(value)))
+        except struct.error as exc:
+            if not 0 <= tlv.tag <= 0xFFFF:
+                raise SmppError(
+                    f"TLV tag {tlv.tag!r} is not a 16-bit value",
+                    command_status=CommandStatus.ESME_RINVOPTPARSTREAM,
+                ) from exc
+            raise SmppError(
+                f"TLV {tag_name(tlv.tag)} value of {len(value)} octets exceeds 65535",
+                command_status=CommandStatus.ESME_RINVPARLEN,
+            ) from exc
+        parts.append(value)
+    return b"".join(parts)

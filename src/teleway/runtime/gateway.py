@@ -1,0 +1,389 @@
+"""The one place that builds concrete objects and runs them: `teleway serve` and friends.
+
+Start order: store (schema checked) -> simulator (when enabled) -> upstreams -> workers -> HTTP.
+Stop order is the reverse, draining: the HTTP listener stops accepting, the dispatcher stops
+leasing and lets attempts in flight finish, upstreams unbind, the store commits what is pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+from collections.abc import Iterator, Sequence
+from dataclasses import fields
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from teleway.channels.sms.channel import SmsChannel
+from teleway.channels.sms.upstream import Upstream, UpstreamSettings
+from teleway.core.accept import SubmissionRejected, accept
+from teleway.core.model import Accepted, Content, Device, Options, Origin, Recipient, Submission
+from teleway.core.ports import StoreUnavailable
+from teleway.core.retry import RetryPolicy
+from teleway.runtime.config import Config, UpstreamConfig, mask_url
+from teleway.runtime.logs import log, setup_logging
+from teleway.runtime.metrics import Metrics
+from teleway.runtime.outcomes import Receipts
+from teleway.runtime.wiring import RandomIds, SystemClock
+from teleway.runtime.workers import Dispatcher, Sweeper
+from teleway.store import SchemaMismatch, Store, open_store
+from teleway.store.directory import Directory
+from teleway.store.migrations import upgrade
+from teleway.testing.smsc import SimulatorSettings, SmscSimulator
+from teleway.web.app import build_app
+
+logger = logging.getLogger("teleway")
+
+DRAIN_SECONDS = 30.0
+DISPATCH_CONCURRENCY = 32  # attempts in flight per dispatcher task (queue.workers tasks)
+
+
+class GatewayError(Exception):
+    """Start-up failed for a reason the operator can fix; the message says what and how."""
+
+
+async def _open(config: Config) -> Store:
+    url = config.database.url
+    try:
+        return await open_store(url, pool_size=config.database.pool_size)
+    except SchemaMismatch as exc:
+        raise GatewayError(f"{exc}\nrun `teleway db upgrade` first") from exc
+    except StoreUnavailable as exc:
+        raise GatewayError(f"cannot open the database at {mask_url(url)}: {exc}") from exc
+
+
+def _prepare_dirs(config: Config) -> None:
+    try:
+        config.gateway.data_dir.mkdir(parents=True, exist_ok=True)
+        config.blobs.directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GatewayError(f"cannot create data directories: {exc}") from exc
+
+
+async def upgrade_database(config: Config) -> str:
+    _prepare_dirs(config)
+    try:
+        await upgrade(config.database.url)
+    except StoreUnavailable as exc:
+        raise GatewayError(
+            f"cannot reach the database at {mask_url(config.database.url)}: {exc}"
+        ) from exc
+    return f"database at {mask_url(config.database.url)} is up to date"
+
+
+async def check_database(config: Config) -> str:
+    store = await _open(config)
+    await store.close()
+    return f"database at {mask_url(config.database.url)} matches this version"
+
+
+def upstream_settings(cfg: UpstreamConfig) -> UpstreamSettings:
+    """The channel's view of an [[upstreams]] entry (same field names)."""
+    values: dict[str, Any] = {}
+    for f in fields(UpstreamSettings):
+        value = getattr(cfg, f.name)
+        values[f.name] = (
+            str(value) if f.name in ("bind_mode", "concat", "message_id_format") else value
+        )
+    return UpstreamSettings(**values)
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the gateway drains everything on a signal."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Gateway:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.clock = SystemClock()
+        self.ids = RandomIds()
+        self.store: Store | None = None
+        self.simulator: SmscSimulator | None = None
+        self.upstreams: list[Upstream] = []
+        self.dispatchers: list[Dispatcher] = []
+        self.sweeper: Sweeper | None = None
+        self.http: uvicorn.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.listening: list[tuple[str, str]] = []
+
+    async def start(self) -> None:
+        cfg = self.config
+        _prepare_dirs(cfg)
+        self.store = store = await _open(cfg)
+        directory = Directory(store.engine)
+        try:
+            if cfg.simulator.enabled:
+                sim = cfg.simulator
+                self.simulator = SmscSimulator(
+                    SimulatorSettings(
+                        host=sim.host,
+                        port=sim.port,
+                        system_id=sim.system_id,
+                        password=sim.password,
+                        receipt_delay=sim.receipt_delay,
+                        success_ratio=sim.success_ratio,
+                    )
+                )
+                await self._listen(
+                    "SMSC simulator (SMPP)", sim.host, sim.port, self.simulator.start()
+                )
+            channel = SmsChannel(upstreams=[], accounts=directory)
+            for up in cfg.upstreams:
+                if not up.enabled:
+                    continue
+                upstream = Upstream(
+                    upstream_settings(up),
+                    on_deliver=channel.on_deliver,
+                    on_state=self._upstream_state,
+                )
+                self.metrics.upstream_bound.labels(up.name).set(0)
+                self.upstreams.append(upstream)
+            channel.upstreams = self.upstreams
+            channel.sink = Receipts(
+                parts=store.messages, queue=store.queue, clock=self.clock, metrics=self.metrics
+            )
+            for upstream in self.upstreams:
+                upstream.start()
+            q = cfg.queue
+            retry = RetryPolicy(base_seconds=q.retry_base_seconds, max_seconds=q.retry_max_seconds)
+            node = cfg.gateway.node_name
+            for index in range(q.workers):
+                dispatcher = Dispatcher(
+                    queue=store.queue,
+                    messages=store.messages,
+                    channels=[channel],
+                    clock=self.clock,
+                    metrics=self.metrics,
+                    worker=f"{node}-{os.getpid()}-{index}",
+                    concurrency=DISPATCH_CONCURRENCY,
+                    poll_interval=q.poll_interval,
+                    lease_for=_seconds(q.lease_seconds),
+                    retry=retry,
+                    rng=random.Random(),
+                )
+                self.dispatchers.append(dispatcher)
+                self._tasks.append(asyncio.create_task(dispatcher.run()))
+            self.sweeper = Sweeper(queue=store.queue, clock=self.clock, metrics=self.metrics)
+            self._tasks.append(asyncio.create_task(self.sweeper.run()))
+            if cfg.listeners.http.enabled:
+                await self._start_http()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _listen(self, what: str, host: str, port: int, starting: Any) -> None:
+        try:
+            await starting
+        except OSError as exc:
+            raise GatewayError(
+                f"cannot listen on {host}:{port} for the {what}: {exc.strerror or exc}"
+                " (another program holds the port? change it in teleway.toml)"
+            ) from exc
+        self.listening.append((what, f"{host}:{port}"))
+
+    async def _start_http(self) -> None:
+        http = self.config.listeners.http
+        app = build_app(
+            metrics=(lambda: (self.metrics.render(), self.metrics.content_type))
+            if http.metrics
+            else None,
+            health=self.health,
+        )
+        server = _HttpServer(
+            uvicorn.Config(
+                app,
+                host=http.host,
+                port=http.port,
+                log_config=None,
+                lifespan="off",
+                access_log=False,
+                ssl_certfile=http.tls_cert or None,
+                ssl_keyfile=http.tls_key or None,
+            )
+        )
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            if task.done():
+                exc = task.exception()
+                raise GatewayError(
+                    f"cannot listen on {http.host}:{http.port} for HTTP: {exc or 'address in use'}"
+                )
+            await asyncio.sleep(0.02)
+        self.http = server
+        self._tasks.append(task)
+        self.listening.append(("HTTP (health, /metrics)", f"{http.host}:{http.port}"))
+
+    def _upstream_state(self, upstream: Upstream, bound: bool) -> None:
+        self.metrics.upstream_bound.labels(upstream.name).set(1 if bound else 0)
+
+    async def health(self) -> dict[str, Any]:
+        ok = True
+        report: dict[str, Any] = {"node": self.config.gateway.node_name}
+        try:
+            assert self.store is not None
+            report["queue"] = {str(k): v for k, v in (await self.store.queue.depth()).items()}
+        except Exception as exc:
+            ok = False
+            report["store_error"] = repr(exc)
+        report["upstreams"] = {u.name: u.bound for u in self.upstreams}
+        report["ok"] = ok
+        return report
+
+    async def stop(self) -> None:
+        """Drain and stop (safe to call after a partial start)."""
+        if self.http is not None:
+            self.http.should_exit = True
+        await asyncio.gather(
+            *(d.stop(DRAIN_SECONDS) for d in self.dispatchers), return_exceptions=True
+        )
+        if self.sweeper is not None:
+            self.sweeper.stop()
+        await asyncio.gather(*(u.stop() for u in self.upstreams), return_exceptions=True)
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(asyncio.shield(task), 5)
+            task.cancel()
+        if self.simulator is not None:
+            await self.simulator.stop()
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+
+
+def _seconds(value: float) -> timedelta:
+    return timedelta(seconds=value)
+
+
+async def run_gateway(config: Config, *, demo_hint: bool = False) -> int:
+    """Run until SIGTERM/SIGINT; return the process exit code."""
+    lg = config.logging
+    setup_logging(str(lg.level), str(lg.format), str(lg.file) if lg.file else "")
+    gateway = Gateway(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await gateway.start()
+    log(
+        logger,
+        logging.INFO,
+        "teleway is running",
+        node=config.gateway.node_name,
+        database=mask_url(config.database.url),
+    )
+    for what, where in gateway.listening:
+        log(logger, logging.INFO, f"listening: {what} on {where}")
+    for upstream in gateway.upstreams:
+        s = upstream.settings
+        log(logger, logging.INFO, f"upstream {s.name}: {s.host}:{s.port} as {s.system_id}")
+    if demo_hint:
+        here = Path.cwd()
+        prefix = "" if os.environ.get("VIRTUAL_ENV") else f"{here / '.venv/bin'}/"
+        logger.info(
+            "send a first message from another terminal:\n"
+            '    %steleway send --account demo --to +17816170000 --report "Hello from teleway"\n'
+            "    %steleway status <message id>     # watch it reach DELIVERED",
+            prefix,
+            prefix,
+        )
+    await stop.wait()
+    logger.info("stopping: draining work in flight (up to %.0f s)", DRAIN_SECONDS)
+    await gateway.stop()
+    logger.info("stopped")
+    return 0
+
+
+async def submit_from_cli(
+    config: Config,
+    *,
+    account: str,
+    recipients: Sequence[str],
+    subject: str,
+    sender_id: str | None,
+    report: bool,
+    text: str,
+) -> Accepted:
+    store = await _open(config)
+    try:
+        found = await Directory(store.engine).account_by_name(account)
+        if found is None:
+            raise ValueError(f"no account named {account!r} (see `teleway admin account list`)")
+        parsed: list[Recipient] = []
+        for item in recipients:
+            number, _, device = item.partition("@")
+            try:
+                parsed.append(Recipient(number=number, device=Device(device.lower() or "sms")))
+            except ValueError:
+                raise ValueError(
+                    f"unknown device {device!r} in {item!r}: use sms, business, mobile, home or fax"
+                ) from None
+        submission = Submission(
+            account=found,
+            origin=Origin.CLI,
+            submitter=f"cli:{os.environ.get('USER', 'unknown')}",
+            recipients=tuple(parsed),
+            content=Content(text=text, subject=subject),
+            options=Options(sender_id=sender_id, report=report),
+        )
+        try:
+            return await accept(
+                submission, store=store.messages, clock=SystemClock(), ids=RandomIds()
+            )
+        except SubmissionRejected as exc:
+            raise ValueError(f"message refused: {exc}") from exc
+        except StoreUnavailable as exc:
+            raise GatewayError(f"the store did not take the message: {exc}") from exc
+    finally:
+        await store.close()
+
+
+async def message_status(config: Config, message_id: str) -> dict[str, Any]:
+    store = await _open(config)
+    try:
+        message = await store.messages.get_message(message_id)
+        if message is None:
+            raise GatewayError(f"no message with id {message_id}")
+        deliveries = []
+        for d in await store.messages.deliveries_of(message_id):
+            events = await store.messages.events_of(d.id)
+            deliveries.append(
+                {
+                    "id": d.id,
+                    "recipient": d.recipient,
+                    "device": str(d.device),
+                    "state": str(d.state),
+                    "attempts": d.attempts,
+                    "error": d.error,
+                    "upstream_ids": list(d.upstream_ids),
+                    "events": [
+                        {
+                            "at": e.at.isoformat(timespec="milliseconds"),
+                            "from": str(e.from_state) if e.from_state else None,
+                            "to": str(e.to_state),
+                            "reason": e.reason,
+                        }
+                        for e in events
+                    ],
+                }
+            )
+        return {
+            "id": message.id,
+            "origin": str(message.origin),
+            "submitter": message.submitter,
+            "created_at": message.created_at.isoformat(),
+            "deliveries": deliveries,
+        }
+    finally:
+        await store.close()

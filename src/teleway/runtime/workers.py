@@ -1,0 +1,281 @@
+"""The workers that move deliveries through their life.
+
+`Dispatcher` leases due deliveries from the durable queue and hands each to the channel for its
+device; `Outcomes` applies what channels report later (receipts); `Sweeper` expires deliveries
+whose validity ended and refreshes the queue-depth gauge. A crash at any point loses nothing:
+a leased delivery whose worker died is leased again when the lease expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import OrderedDict
+from collections.abc import Coroutine
+from datetime import timedelta
+from typing import Any
+
+from teleway.core.model import Delivery, DeliveryState, Message
+from teleway.core.outcome import (
+    Channel,
+    Delivered,
+    Outcome,
+    PermanentFailure,
+    Submitted,
+    TemporaryFailure,
+)
+from teleway.core.ports import Clock, Lease, MessageStore, WorkQueue
+from teleway.core.retry import RetryPolicy
+from teleway.runtime.logs import log
+from teleway.runtime.metrics import Metrics
+
+logger = logging.getLogger("teleway.dispatch")
+
+
+class MessageCache:
+    """A small LRU of messages: deliveries of one message share it (100 recipients, one read)."""
+
+    def __init__(self, messages: MessageStore, size: int = 1024) -> None:
+        self._messages = messages
+        self._size = size
+        self._items: OrderedDict[str, Message] = OrderedDict()
+
+    async def get(self, message_id: str) -> Message | None:
+        message = self._items.get(message_id)
+        if message is not None:
+            self._items.move_to_end(message_id)
+            return message
+        message = await self._messages.get_message(message_id)
+        if message is not None:
+            self._items[message_id] = message
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return message
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        queue: WorkQueue,
+        messages: MessageStore,
+        channels: list[Channel],
+        clock: Clock,
+        metrics: Metrics,
+        worker: str,
+        concurrency: int = 64,
+        lease_for: timedelta = timedelta(seconds=60),
+        poll_interval: float = 1.0,
+        retry: RetryPolicy | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.queue = queue
+        self.cache = MessageCache(messages)
+        self.channels = channels
+        self.clock = clock
+        self.metrics = metrics
+        self.worker = worker
+        self.concurrency = concurrency
+        self.lease_for = lease_for
+        self.poll_interval = poll_interval
+        self.retry = retry or RetryPolicy()
+        self.rng = rng or random.Random()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._slot_free = asyncio.Event()
+
+    def _channel_for(self, delivery: Delivery) -> Channel | None:
+        for channel in self.channels:
+            if delivery.device in channel.devices and channel.ready:
+                return channel
+        return None
+
+    async def run(self) -> None:
+        """Lease and dispatch until `stop()`; then wait for attempts in progress."""
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self._tasks)
+            ready = frozenset(d for c in self.channels if c.ready for d in c.devices)
+            if free <= 0 or not ready:
+                self._slot_free.clear()
+                await self._wait_any(self._slot_free.wait() if free <= 0 else None)
+                continue
+            try:
+                leases = await self.queue.lease(
+                    worker=self.worker,
+                    now=self.clock.now(),
+                    limit=free,
+                    lease_for=self.lease_for,
+                    devices=ready,
+                )
+            except Exception as exc:  # store down: log, back off, keep running
+                log(logger, logging.ERROR, "cannot lease work", error=repr(exc))
+                await self._wait_any(None)
+                continue
+            if not leases:
+                await self._wait_any(self.queue.wait_for_work(self.poll_interval))
+                continue
+            for lease in leases:
+                task = asyncio.create_task(self._attempt(lease))
+                self._tasks.add(task)
+                task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slot_free.set()
+
+    async def _wait_any(self, awaitable: Coroutine[Any, Any, Any] | None) -> None:
+        """Wait for `awaitable`, for stop(), or for one poll interval, whichever comes first."""
+        waiters = {asyncio.ensure_future(self._stopping.wait())}
+        if awaitable is not None:
+            waiters.add(asyncio.ensure_future(awaitable))
+        _, pending = await asyncio.wait(
+            waiters, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in pending:
+            task.cancel()
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Stop leasing, let attempts in progress finish (up to `timeout`), cancel the rest.
+
+        Cancelled attempts keep their lease until it expires; then another worker (or this one
+        after a restart) takes them over."""
+        self._stopping.set()
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    async def _attempt(self, lease: Lease) -> None:
+        delivery = lease.delivery
+        channel = self._channel_for(delivery)
+        message = await self.cache.get(delivery.message_id)
+        if message is None:  # cannot happen with a consistent store; never crash on it
+            await self._apply(delivery, PermanentFailure(reason="message missing", channel="-"))
+            return
+        if channel is None:
+            outcome: Outcome = TemporaryFailure(reason="no channel ready", channel="-")
+        else:
+            try:
+                outcome = await channel.send(delivery, message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.exception("channel %s failed on delivery %s", channel.name, delivery.id)
+                outcome = TemporaryFailure(reason=f"internal error: {exc!r}", channel=channel.name)
+        await self._apply(delivery, outcome)
+
+    async def _apply(self, delivery: Delivery, outcome: Outcome) -> None:
+        now = self.clock.now()
+        q = self.queue
+        kind = type(outcome).__name__
+        self.metrics.attempts.labels(outcome.channel, kind).inc()
+        if isinstance(outcome, Submitted):
+            result = await q.release(
+                delivery.id,
+                worker=self.worker,
+                now=now,
+                channel=outcome.channel,
+                upstream_ids=outcome.upstream_ids,
+                reason=outcome.detail or f"submitted to {outcome.channel}",
+            )
+        elif isinstance(outcome, Delivered):
+            result = await q.transition(
+                delivery.id,
+                DeliveryState.DELIVERED,
+                now=now,
+                worker=self.worker,
+                channel=outcome.channel,
+                reason=outcome.detail or "delivered",
+            )
+            self._final(result, outcome.channel, "delivered")
+        elif isinstance(outcome, TemporaryFailure):
+            when = outcome.retry_at or self.retry.next_attempt(
+                attempts=delivery.attempts,
+                now=now,
+                valid_until=delivery.valid_until,
+                draw=self.rng.random(),
+            )
+            if when is None or when >= delivery.valid_until:
+                result = await q.transition(
+                    delivery.id,
+                    DeliveryState.EXPIRED,
+                    now=now,
+                    worker=self.worker,
+                    error=outcome.reason,
+                    reason=f"validity ended after: {outcome.reason}",
+                )
+                self._final(result, outcome.channel, "validity")
+            else:
+                result = await q.transition(
+                    delivery.id,
+                    DeliveryState.QUEUED,
+                    now=now,
+                    worker=self.worker,
+                    next_attempt_at=when,
+                    error=outcome.reason,
+                    reason=f"retry at {when.isoformat(timespec='seconds')}: {outcome.reason}",
+                )
+        else:
+            state = DeliveryState.REJECTED if outcome.rejected else DeliveryState.UNDELIVERABLE
+            result = await q.transition(
+                delivery.id,
+                state,
+                now=now,
+                worker=self.worker,
+                channel=outcome.channel,
+                error=outcome.code or outcome.reason,
+                reason=outcome.reason,
+            )
+            self._final(result, outcome.channel, outcome.code or "failed")
+        if result is None:
+            log(
+                logger,
+                logging.WARNING,
+                "lease lost before the outcome was stored",
+                delivery=delivery.id,
+                outcome=kind,
+            )
+
+    def _final(self, delivery: Delivery | None, channel: str, reason: str) -> None:
+        if delivery is None:
+            return
+        self.metrics.deliveries.labels(channel, str(delivery.state), reason).inc()
+        elapsed = (delivery.updated_at - delivery.created_at).total_seconds()
+        self.metrics.delivery_seconds.labels(channel, str(delivery.state)).observe(elapsed)
+
+
+class Sweeper:
+    """Expires deliveries past their validity and keeps the queue-depth gauge current."""
+
+    def __init__(self, *, queue: WorkQueue, clock: Clock, metrics: Metrics, interval: float = 5.0):
+        self.queue = queue
+        self.clock = clock
+        self.metrics = metrics
+        self.interval = interval
+        self._stopping = asyncio.Event()
+
+    async def sweep(self) -> int:
+        expired = await self.queue.expire_due(now=self.clock.now())
+        for delivery in expired:
+            self.metrics.deliveries.labels(delivery.channel or "-", "expired", "validity").inc()
+        depth = await self.queue.depth()
+        for state in DeliveryState:
+            if not state.is_final:
+                self.metrics.queue_depth.labels(str(state)).set(depth.get(state, 0))
+        return len(expired)
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.sweep()
+            except Exception as exc:
+                log(logger, logging.ERROR, "sweep failed", error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval)
+
+    def stop(self) -> None:
+        self._stopping.set()

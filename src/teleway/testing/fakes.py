@@ -1,0 +1,346 @@
+"""Fakes for tests of the layers above the store: a settable clock, deterministic ids, and an
+in-memory store with the semantics of `teleway.store` (the same contract tests run against
+both, tests/store/).
+
+Differences from the SQL store, on purpose: no accounts table (any account id is accepted), no
+durability, and a refused write raises plain `ValueError` (the SQL store's `StoreRejected` is a
+`ValueError` too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from teleway.core.ids import make_id
+from teleway.core.lifecycle import InvalidTransition, sources_of
+from teleway.core.model import (
+    FINAL_STATES,
+    Delivery,
+    DeliveryEvent,
+    DeliveryState,
+    Device,
+    Message,
+)
+from teleway.core.ports import Lease, StoreUnavailable
+
+S = DeliveryState
+EXPIRED_REASON = "validity period ended"
+
+
+class FakeClock:
+    """A `core.ports.Clock` that stands still until told: `advance()` or `set()`."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
+        if self._now.tzinfo is None:
+            raise ValueError("FakeClock needs an aware datetime")
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, delta: timedelta | float) -> datetime:
+        """Move forward by a timedelta or a number of seconds; return the new time."""
+        if not isinstance(delta, timedelta):
+            delta = timedelta(seconds=delta)
+        self._now += delta
+        return self._now
+
+    def set(self, when: datetime) -> None:
+        if when.tzinfo is None:
+            raise ValueError("FakeClock needs an aware datetime")
+        self._now = when
+
+
+class SequentialIds:
+    """A `core.ports.IdSource` giving valid, ordered, predictable ids: the counter is the
+    entropy part of `core.ids.make_id` at a fixed timestamp."""
+
+    def __init__(self, start: int = 1, millis: int = 1_700_000_000_000) -> None:
+        self._next = start
+        self._millis = millis
+
+    def new_id(self) -> str:
+        value = self._next
+        self._next += 1
+        return make_id(self._millis, value.to_bytes(10, "big"))
+
+
+class InMemoryStore:
+    """`MessageStore` and `WorkQueue` in memory, same semantics as `teleway.store`.
+
+    Set `fail_writes` to a `StoreUnavailable`/`StoreFull` to make every write raise it (nothing
+    is changed), e.g. to test how an ingress answers when the store is down.
+    """
+
+    def __init__(self) -> None:
+        self.messages: dict[str, Message] = {}
+        self.deliveries: dict[str, Delivery] = {}
+        self.events: dict[str, list[DeliveryEvent]] = {}
+        self.upstream: dict[str, str] = {}
+        self.fail_writes: StoreUnavailable | None = None
+        self._work = asyncio.Event()
+
+    async def _writing(self) -> None:
+        await asyncio.sleep(0)  # let other tasks run, as a real store would
+        if self.fail_writes is not None:
+            raise self.fail_writes
+
+    # -- MessageStore --------------------------------------------------------------------
+
+    async def add_message(
+        self,
+        message: Message,
+        deliveries: Sequence[Delivery],
+        events: Sequence[DeliveryEvent],
+    ) -> None:
+        await self._writing()
+        ids = [d.id for d in deliveries]
+        if message.id in self.messages:
+            raise ValueError(f"message id {message.id} already stored")
+        if len(set(ids)) != len(ids) or any(i in self.deliveries for i in ids):
+            raise ValueError("delivery id already stored")
+        for delivery in deliveries:
+            if delivery.message_id != message.id:
+                raise ValueError(f"delivery {delivery.id} does not belong to {message.id}")
+            _check_aware(delivery.next_attempt_at, delivery.valid_until, delivery.created_at)
+        _check_aware(message.created_at)
+        self.messages[message.id] = message
+        for delivery in deliveries:
+            self.deliveries[delivery.id] = delivery
+            self.events.setdefault(delivery.id, [])
+            for upstream_id in delivery.upstream_ids:
+                self.upstream[upstream_id] = delivery.id
+        for event in events:
+            self.events.setdefault(event.delivery_id, []).append(event)
+        if any(d.state is S.QUEUED and d.next_attempt_at <= message.created_at for d in deliveries):
+            self._work.set()
+
+    async def get_message(self, message_id: str) -> Message | None:
+        return self.messages.get(message_id)
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None:
+        return self.deliveries.get(delivery_id)
+
+    async def deliveries_of(self, message_id: str) -> list[Delivery]:
+        found = [d for d in self.deliveries.values() if d.message_id == message_id]
+        return sorted(found, key=lambda d: d.seq)
+
+    async def events_of(self, delivery_id: str) -> list[DeliveryEvent]:
+        return list(self.events.get(delivery_id, ()))
+
+    async def find_by_upstream_id(self, upstream_id: str) -> Delivery | None:
+        delivery_id = self.upstream.get(upstream_id)
+        return None if delivery_id is None else self.deliveries.get(delivery_id)
+
+    async def add_upstream_ids(
+        self, delivery_id: str, upstream_ids: Sequence[str], *, now: datetime
+    ) -> bool:
+        await self._writing()
+        delivery = self.deliveries.get(delivery_id)
+        if delivery is None:
+            return False
+        self._record(delivery.evolve(updated_at=now), upstream_ids)
+        return True
+
+    async def list_messages(
+        self, account_id: int | None, *, limit: int = 50, before: datetime | None = None
+    ) -> list[Message]:
+        found = [
+            m
+            for m in self.messages.values()
+            if (account_id is None or m.account_id == account_id)
+            and (before is None or m.created_at < before)
+        ]
+        found.sort(key=lambda m: (m.created_at, m.id), reverse=True)
+        return found[: max(0, min(limit, 1_000))]
+
+    # -- WorkQueue -----------------------------------------------------------------------
+
+    async def lease(
+        self,
+        *,
+        worker: str,
+        now: datetime,
+        limit: int,
+        lease_for: timedelta,
+        devices: frozenset[Device] | None = None,
+    ) -> list[Lease]:
+        await self._writing()
+        limit = min(limit, 1_000)
+        if limit <= 0:
+            return []
+
+        def eligible(d: Delivery) -> bool:
+            return d.valid_until > now and (devices is None or d.device in devices)
+
+        takeovers = sorted(
+            (
+                d
+                for d in self.deliveries.values()
+                if d.state is S.IN_FLIGHT
+                and d.lease_owner is not None
+                and d.lease_expires_at is not None
+                and d.lease_expires_at <= now
+                and eligible(d)
+            ),
+            key=lambda d: (d.lease_expires_at, d.id),
+        )
+        queued = sorted(
+            (
+                d
+                for d in self.deliveries.values()
+                if d.state is S.QUEUED and d.next_attempt_at <= now and eligible(d)
+            ),
+            key=lambda d: (d.next_attempt_at, d.id),
+        )
+        expires = now + lease_for
+        leases = []
+        for old in (takeovers + queued)[:limit]:
+            new = old.evolve(
+                state=S.IN_FLIGHT,
+                lease_owner=worker,
+                lease_expires_at=expires,
+                attempts=old.attempts + 1,
+                updated_at=now,
+            )
+            reason = f"leased to {worker}, attempt {new.attempts}"
+            if old.state is S.IN_FLIGHT:
+                reason = f"lease of {old.lease_owner} expired; {reason}"
+            self._store(old, new, now, reason)
+            leases.append(Lease(delivery=new, worker=worker, expires_at=expires))
+        return leases
+
+    async def transition(
+        self,
+        delivery_id: str,
+        to_state: DeliveryState,
+        *,
+        now: datetime,
+        reason: str,
+        worker: str | None = None,
+        next_attempt_at: datetime | None = None,
+        channel: str | None = None,
+        upstream_ids: Sequence[str] | None = None,
+        error: str | None = None,
+        keep_lease: bool = False,
+    ) -> Delivery | None:
+        sources = sources_of(to_state)
+        if not sources:
+            raise InvalidTransition(None, to_state)
+        await self._writing()
+        old = self.deliveries.get(delivery_id)
+        if old is None or old.state not in sources:
+            return None
+        if worker is not None and old.lease_owner != worker:
+            return None
+        new = old.evolve(state=to_state, updated_at=now)
+        if next_attempt_at is not None:
+            new = new.evolve(next_attempt_at=next_attempt_at)
+        if channel is not None:
+            new = new.evolve(channel=channel)
+        if error is not None:
+            new = new.evolve(error=error)
+        if not keep_lease:
+            new = new.evolve(lease_owner=None, lease_expires_at=None)
+        new = self._record(new, upstream_ids or ())
+        self._store(old, new, now, reason)
+        if to_state is S.QUEUED and (next_attempt_at is None or next_attempt_at <= now):
+            self._work.set()
+        return new
+
+    async def release(
+        self,
+        delivery_id: str,
+        *,
+        worker: str,
+        now: datetime,
+        reason: str,
+        upstream_ids: Sequence[str] = (),
+        channel: str | None = None,
+        wait_until: datetime | None = None,
+    ) -> Delivery | None:
+        await self._writing()
+        old = self.deliveries.get(delivery_id)
+        if old is None or old.state is not S.IN_FLIGHT or old.lease_owner != worker:
+            return None
+        new = old.evolve(
+            lease_owner=None,
+            lease_expires_at=None,
+            next_attempt_at=wait_until or old.valid_until,
+            updated_at=now,
+        )
+        if channel is not None:
+            new = new.evolve(channel=channel)
+        new = self._record(new, upstream_ids)
+        self._store(old, new, now, reason)
+        return new
+
+    async def expire_due(self, *, now: datetime, limit: int = 1000) -> list[Delivery]:
+        await self._writing()
+        if limit <= 0:
+            return []
+        groups: list[list[tuple[Delivery, str]]] = [[], [], []]
+        for d in self.deliveries.values():
+            if d.state is S.QUEUED and d.valid_until <= now:
+                groups[0].append((d, EXPIRED_REASON))
+            elif d.state is S.IN_FLIGHT and d.lease_owner is not None:
+                # a dead worker's lease, validity over (a live lease is left to its worker)
+                lease_over = d.lease_expires_at is not None and d.lease_expires_at <= now
+                if lease_over and d.valid_until <= now:
+                    groups[1].append((d, EXPIRED_REASON))
+            elif d.state is S.IN_FLIGHT and d.next_attempt_at <= now:
+                groups[2].append((d, "no outcome reported before the wait ended"))
+        expired = []
+        for old, reason in [pair for group in groups for pair in group][:limit]:
+            new = old.evolve(
+                state=S.EXPIRED,
+                lease_owner=None,
+                lease_expires_at=None,
+                error=EXPIRED_REASON,
+                updated_at=now,
+            )
+            self._store(old, new, now, reason)
+            expired.append(new)
+        return expired
+
+    async def wait_for_work(self, timeout: float) -> None:
+        if not self._work.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._work.wait(), timeout)
+        self._work.clear()
+
+    async def depth(self) -> dict[DeliveryState, int]:
+        counts = {state: 0 for state in DeliveryState if state not in FINAL_STATES}
+        for delivery in self.deliveries.values():
+            if delivery.state in counts:
+                counts[delivery.state] += 1
+        return counts
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _store(self, old: Delivery, new: Delivery, now: datetime, reason: str) -> None:
+        self.deliveries[new.id] = new
+        self.events.setdefault(new.id, []).append(
+            DeliveryEvent(
+                delivery_id=new.id, at=now, from_state=old.state, to_state=new.state, reason=reason
+            )
+        )
+
+    def _record(self, delivery: Delivery, upstream_ids: Sequence[str]) -> Delivery:
+        merged = list(delivery.upstream_ids)
+        for upstream_id in upstream_ids:
+            self.upstream[upstream_id] = delivery.id
+            if upstream_id not in merged:
+                merged.append(upstream_id)
+        delivery = delivery.evolve(upstream_ids=tuple(merged))
+        self.deliveries[delivery.id] = delivery
+        return delivery
+
+
+def _check_aware(*values: datetime) -> None:
+    for value in values:
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")

@@ -1,0 +1,261 @@
+"""A built-in SMSC simulator: the default upstream of `make run`, and a peer for tests.
+
+It accepts binds with one configured system_id/password, answers submit_sm and data_sm with
+message ids, and, when the submitter asked for a receipt, sends a delivery receipt (deliver_sm,
+esm_class 0x04, Appendix B text, receipted_message_id and message_state TLVs) after a delay,
+as DELIVRD with probability `success_ratio`, else UNDELIV. Receipts go to a receiver or
+transceiver bind of the same system_id and wait for one when none is bound. Every accepted
+submit is appended to an optional JSON-lines journal (fsynced), so tests can count deliveries
+across gateway restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import time
+from collections import deque
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from teleway.proto.smpp.constants import CommandStatus, EsmClass, Tag
+from teleway.proto.smpp.pdu import (
+    BindReceiver,
+    BindTransceiver,
+    BindTransmitter,
+    DataSm,
+    DeliverSm,
+    Pdu,
+    SubmitSm,
+)
+from teleway.proto.smpp.session import Role, Session
+from teleway.proto.smpp.tlv import Tlv
+from teleway.proto.sms.receipt import ReceiptState, build_receipt_text
+from teleway.transport.smpp import LinkClosed, ResponseTimedOut, SmppLink
+
+logger = logging.getLogger("teleway.simulator")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimulatorSettings:
+    host: str = "127.0.0.1"
+    port: int = 2776
+    system_id: str = "teleway"
+    password: str = "simulat"
+    receipt_delay: float = 1.0
+    success_ratio: float = 1.0
+    journal: Path | None = None
+    seed: int | None = None
+    id_format: str = "hex"  # "hex" or "decimal" message ids, as real SMSCs differ
+    throttle_every: int = 0  # answer every Nth submit with ESME_RTHROTTLED (0: never)
+
+
+@dataclass(kw_only=True)
+class _Pending:
+    message_id: str
+    pdu: SubmitSm | DataSm
+    submitted: datetime
+    due: float
+    state: ReceiptState
+
+
+@dataclass(kw_only=True)
+class SimulatorStats:
+    binds: int = 0
+    submits: int = 0
+    receipts_sent: int = 0
+    bind_failures: int = 0
+    messages: list[dict[str, object]] = field(default_factory=list)
+
+
+class SmscSimulator:
+    def __init__(self, settings: SimulatorSettings) -> None:
+        self.settings = settings
+        self.stats = SimulatorStats()
+        self._rng = random.Random(settings.seed)
+        self._next_id = 1
+        self._server: asyncio.Server | None = None
+        self._links: set[SmppLink] = set()
+        self._receivers: list[SmppLink] = []
+        self._receipts: deque[_Pending] = deque()
+        self._receipt_ready = asyncio.Event()
+        self._journal = settings.journal.open("a", encoding="utf-8") if settings.journal else None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._connected, self.settings.host, self.settings.port
+        )
+        self._spawn(self._send_receipts())
+        logger.info("SMSC simulator listening on %s:%d", self.settings.host, self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for link in list(self._links):
+            link.writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        session = Session(Role.SMSC, window=100, enquire_link_interval=None, now=time.monotonic())
+        link = SmppLink(reader, writer, session, handler=self._on_request, name="simulator")
+        self._links.add(link)
+        try:
+            await link.run()
+        finally:
+            self._links.discard(link)
+            if link in self._receivers:
+                self._receivers.remove(link)
+
+    def _new_message_id(self) -> str:
+        number = self._next_id
+        self._next_id += 1
+        return f"{number:08x}" if self.settings.id_format == "hex" else str(number)
+
+    async def _on_request(self, link: SmppLink, pdu: Pdu) -> Pdu | None:
+        if isinstance(pdu, BindTransmitter | BindReceiver | BindTransceiver):
+            if pdu.system_id != self.settings.system_id:
+                self.stats.bind_failures += 1
+                return pdu.response(command_status=CommandStatus.ESME_RBINDFAIL)
+            if pdu.password != self.settings.password:
+                self.stats.bind_failures += 1
+                return pdu.response(command_status=CommandStatus.ESME_RINVPASWD)
+            self.stats.binds += 1
+            if not isinstance(pdu, BindTransmitter):
+                self._receivers.append(link)
+                self._receipt_ready.set()
+            return pdu.response(system_id="teleway-sim")
+        if isinstance(pdu, SubmitSm | DataSm):
+            return self._on_submit(pdu)
+        return pdu.response(command_status=CommandStatus.ESME_RINVCMDID)
+
+    def _on_submit(self, pdu: SubmitSm | DataSm) -> Pdu:
+        every = self.settings.throttle_every
+        self.stats.submits += 1
+        if every and self.stats.submits % every == 0:
+            return pdu.response(command_status=CommandStatus.ESME_RTHROTTLED)
+        message_id = self._new_message_id()
+        now = datetime.now(UTC)
+        record: dict[str, object] = {
+            "message_id": message_id,
+            "at": now.isoformat(),
+            "source_addr": pdu.source_addr,
+            "destination_addr": pdu.destination_addr,
+            "data_coding": pdu.data_coding,
+            "esm_class": pdu.esm_class,
+            "short_message": (pdu.short_message.hex() if isinstance(pdu, SubmitSm) else ""),
+            "payload": _payload(pdu).hex(),
+        }
+        self.stats.messages.append(record)
+        if self._journal is not None:
+            self._journal.write(json.dumps(record) + "\n")
+            self._journal.flush()
+            os.fsync(self._journal.fileno())
+        if pdu.registered_delivery & 0x03:
+            ok = self._rng.random() < self.settings.success_ratio
+            state = ReceiptState.DELIVERED if ok else ReceiptState.UNDELIVERABLE
+            if state is ReceiptState.UNDELIVERABLE or pdu.registered_delivery & 0x03 == 0x01:
+                self._receipts.append(
+                    _Pending(
+                        message_id=message_id,
+                        pdu=pdu,
+                        submitted=now,
+                        state=state,
+                        due=time.monotonic() + self.settings.receipt_delay,
+                    )
+                )
+                self._receipt_ready.set()
+        return pdu.response(message_id=message_id)
+
+    async def _send_receipts(self) -> None:
+        while True:
+            if not self._receipts or not self._receivers:
+                self._receipt_ready.clear()
+                await self._receipt_ready.wait()
+                continue
+            pending = self._receipts[0]
+            delay = pending.due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(min(delay, 0.5))
+                continue
+            self._receipts.popleft()
+            self._spawn(self._deliver_receipt(pending))
+
+    async def _deliver_receipt(self, pending: _Pending) -> None:
+        pdu = pending.pdu
+        text = build_receipt_text(
+            message_id=pending.message_id,
+            submitted=1,
+            delivered=1 if pending.state is ReceiptState.DELIVERED else 0,
+            submit_date=pending.submitted,
+            done_date=datetime.now(UTC),
+            stat=pending.state,
+            err=0 if pending.state is ReceiptState.DELIVERED else 1,
+            text=_payload(pdu).decode("latin-1", "replace"),
+        )
+        receipt = DeliverSm(
+            source_addr_ton=pdu.dest_addr_ton,
+            source_addr_npi=pdu.dest_addr_npi,
+            source_addr=pdu.destination_addr,
+            dest_addr_ton=pdu.source_addr_ton,
+            dest_addr_npi=pdu.source_addr_npi,
+            destination_addr=pdu.source_addr,
+            esm_class=EsmClass.DELIVERY_RECEIPT,
+            short_message=text.encode("ascii", "replace"),
+            tlvs=(
+                Tlv.cstr(Tag.RECEIPTED_MESSAGE_ID, pending.message_id),
+                Tlv.int(Tag.MESSAGE_STATE, int(pending.state)),
+            ),
+        )
+        for link in list(self._receivers):
+            try:
+                response = await link.request(receipt)
+            except (LinkClosed, ResponseTimedOut):
+                continue
+            if response.command_status == 0:
+                self.stats.receipts_sent += 1
+                return
+        # nobody took it: keep it for the next bind
+        pending.due = time.monotonic() + 1.0
+        self._receipts.append(pending)
+        self._receipt_ready.set()
+
+
+def _payload(pdu: SubmitSm | DataSm) -> bytes:
+    if isinstance(pdu, SubmitSm) and pdu.short_message:
+        return pdu.short_message
+    value = pdu.tlv(Tag.MESSAGE_PAYLOAD)
+    return value if isinstance(value, bytes) else b""
+
+
+async def serve_forever(settings: SimulatorSettings) -> None:
+    simulator = SmscSimulator(settings)
+    await simulator.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await simulator.stop()
