@@ -226,7 +226,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few iterations, no doc update")
     args = parser.parse_args()
-    codec_n, segment_n = (2_000, 200) if args.quick else (200_000, 10_000)
+    codec_n, segment_n = (2_000, 200) if args.quick else (50_000, 5_000)
 
     rows = codec_rows(codec_n) + segment_rows(segment_n)
     result = table(rows)

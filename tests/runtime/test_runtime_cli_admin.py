@@ -1,5 +1,5 @@
 """`teleway admin` through click's CliRunner, on an SQLite database made with create_all, and
-one end-to-end flow on PostgreSQL (a throw-away database; TELEWAY_TEST_POSTGRES_URL, default
+one end-to-end flow on PostgreSQL (a throw-away database; TELEWAY_TEST_POSTGRES, default
 postgresql+asyncpg://postgres@127.0.0.1:5432/test; fails when unreachable unless
 TELEWAY_SKIP_POSTGRES=1)."""
 
@@ -10,7 +10,9 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import stat
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,11 +26,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from teleway.core import passwords
-from teleway.runtime.cli_admin import admin
+from teleway.runtime.cli_admin import admin, create_engine
 from teleway.store import tables
 
 POSTGRES_URL = os.environ.get(
-    "TELEWAY_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+    "TELEWAY_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 USER_PASSWORD = "a long user password"
 SMPP_PASSWORD = "pw4demo"
@@ -477,6 +479,44 @@ def test_missing_or_invalid_url_exits_1() -> None:
     result = Admin("nosuchdriver://x")("account", "list")
     assert result.exit_code == 1
     assert "invalid database URL" in result.stderr
+
+
+def test_engine_for_sqlite_and_plain_urls(database_url: str) -> None:
+    plain = create_engine(database_url.replace("sqlite+aiosqlite", "sqlite"))
+    assert plain.url.drivername == "sqlite+aiosqlite"
+
+    async def pragmas() -> tuple[int, int]:
+        try:
+            async with plain.connect() as conn:
+                keys = (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar_one()
+                busy = (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar_one()
+                return int(keys), int(busy)
+        finally:
+            await plain.dispose()
+
+    assert asyncio.run(pragmas()) == (1, 5000)
+    postgres = create_engine("postgresql://teleway@127.0.0.1/teleway")
+    assert postgres.url.drivername == "postgresql+asyncpg"
+    result = Admin("mysql://x@y/z")("account", "list")
+    assert result.exit_code == 1 and "invalid database URL" in result.stderr
+
+
+def test_provisioning_waits_for_a_concurrent_writer(cli: Admin, database_url: str) -> None:
+    """A write transaction of the running gateway delays the CLI; it does not fail it."""
+    cli.ok("account", "add", "demo")
+    path = database_url.removeprefix("sqlite+aiosqlite:///")
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("PRAGMA journal_mode=WAL")  # as the store runs it
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("UPDATE accounts SET enabled = 1")
+    timer = threading.Timer(0.5, lambda: other.execute("COMMIT"))
+    timer.start()
+    try:
+        cli.ok("sender", "add", "demo", "a@example.com")
+    finally:
+        timer.join()
+        other.close()
+    assert [r["pattern"] for r in cli.json("sender", "list")] == ["a@example.com"]
 
 
 # --- help -----------------------------------------------------------------------------------

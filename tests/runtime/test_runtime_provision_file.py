@@ -1,6 +1,6 @@
 """The provisioning file against SQLite and PostgreSQL (a throw-away database per session).
 
-PostgreSQL: TELEWAY_TEST_POSTGRES_URL (default postgresql+asyncpg://postgres@127.0.0.1:5432/test)
+PostgreSQL: TELEWAY_TEST_POSTGRES (default postgresql+asyncpg://postgres@127.0.0.1:5432/test)
 must be reachable, or the tests fail; TELEWAY_SKIP_POSTGRES=1 skips the PostgreSQL half.
 """
 
@@ -34,7 +34,7 @@ from teleway.store import tables
 from teleway.store.directory import Directory
 
 POSTGRES_URL = os.environ.get(
-    "TELEWAY_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+    "TELEWAY_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 ACTOR = "test:provisioner"
 

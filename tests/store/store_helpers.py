@@ -194,7 +194,7 @@ def build(
             message_id=message.id,
             account_id=1,
             seq=seq,
-            recipient=NUMBERS[seq],
+            recipient=NUMBERS[seq % len(NUMBERS)],
             device=Device.SMS,
             state=DeliveryState.QUEUED,
             next_attempt_at=due or now,

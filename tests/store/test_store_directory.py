@@ -1,6 +1,6 @@
 """The account directory against SQLite and PostgreSQL (a throw-away database per session).
 
-PostgreSQL: TELEWAY_TEST_POSTGRES_URL (default postgresql+asyncpg://postgres@127.0.0.1:5432/test)
+PostgreSQL: TELEWAY_TEST_POSTGRES (default postgresql+asyncpg://postgres@127.0.0.1:5432/test)
 must be reachable, or the tests fail; TELEWAY_SKIP_POSTGRES=1 skips the PostgreSQL half.
 """
 
@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,13 +26,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from teleway.core import passwords
 from teleway.core.model import Role
-from teleway.core.ports import StoreUnavailable
+from teleway.core.ports import AccountDirectory, StoreUnavailable
 from teleway.core.provisioning import Conflict, ProvisioningError, UnknownObject
 from teleway.store import tables
 from teleway.store.directory import UNSET, Directory
+from teleway.store.engine import open_engine
 
 POSTGRES_URL = os.environ.get(
-    "TELEWAY_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+    "TELEWAY_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 ACTOR = "test:alice"
 USER_PASSWORD = "correct horse battery"
@@ -162,6 +164,8 @@ async def _audit_rows(engine: AsyncEngine) -> list[dict[str, Any]]:
 
 
 async def test_create_and_find_account(directory: Directory) -> None:
+    port: AccountDirectory = directory  # mypy checks Directory against the port
+    assert await port.account_by_name("demo") is None
     account = await directory.create_account(
         "Demo", actor=ACTOR, settings={"default_country": "gb", "max_sms_parts": 3}
     )
@@ -622,3 +626,28 @@ async def test_missing_schema_raises_store_unavailable(tmp_path: Any) -> None:
             await Directory(engine).list_accounts()
     finally:
         await engine.dispose()
+
+
+async def test_lookups_do_not_wait_for_the_write_lock(tmp_path: Path) -> None:
+    """On the store's own SQLite engine (BEGIN IMMEDIATE for writes), the directory's lookups
+    begin deferred: a gateway write in progress does not block sender or bind lookups."""
+    path = tmp_path / "locked.db"
+    db = open_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(tables.metadata.create_all)
+        directory = Directory(db.engine)
+        await directory.create_account("demo", actor=ACTOR)
+        await directory.add_sender("demo", "a@example.com", actor=ACTOR)
+        writer = sqlite3.connect(path, isolation_level=None)
+        try:
+            writer.execute("BEGIN IMMEDIATE")
+            writer.execute("UPDATE accounts SET enabled = 1")
+            found = await asyncio.wait_for(directory.account_for_sender("a@example.com"), 2)
+            assert found is not None and found.name == "demo"
+            assert await asyncio.wait_for(directory.credential("nobody"), 2) is None
+            writer.execute("COMMIT")
+        finally:
+            writer.close()
+    finally:
+        await db.close()

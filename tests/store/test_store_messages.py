@@ -165,7 +165,8 @@ async def test_full_store_fails_the_whole_batch_and_stores_nothing(backend: Back
     await submit(backend)
     before = await backend.queue.depth()
     await backend.make_full()
-    items = [build(backend, recipients=3) for _ in range(20)]
+    # big enough that every transaction needs new pages of a full SQLite file
+    items = [build(backend, recipients=40) for _ in range(20)]
     results = await asyncio.gather(
         *(backend.messages.add_message(*item) for item in items), return_exceptions=True
     )

@@ -19,6 +19,12 @@ from teleway.runtime.config import Config, ConfigError, load_config
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+class ConfigClickException(click.ClickException):
+    """Bad input or configuration: exit code 2."""
+
+    exit_code = 2
+
+
 class LazyConfig(dict[str, Any]):
     """ctx.obj: loads the configuration the first time a command needs it."""
 
@@ -31,7 +37,7 @@ class LazyConfig(dict[str, Any]):
             try:
                 self["config"] = load_config(self["config_path"])
             except ConfigError as exc:
-                raise click.ClickException(f"invalid configuration:\n{exc}") from exc
+                raise ConfigClickException(f"invalid configuration:\n{exc}") from exc
         cfg: Config = self["config"]
         return cfg
 
@@ -40,18 +46,17 @@ class LazyConfig(dict[str, Any]):
             return self.config.database.url
         raise KeyError(key)
 
-
-class ConfigClickException(click.ClickException):
-    exit_code = 2
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
 
 def _config(ctx: click.Context) -> Config:
     obj = ctx.find_object(LazyConfig)
     assert obj is not None
-    try:
-        return obj.config
-    except click.ClickException as exc:
-        raise ConfigClickException(exc.message) from exc
+    return obj.config
 
 
 @click.group(context_settings=CONTEXT)

@@ -35,6 +35,7 @@ from teleway.core.model import Account, Network, Role, SenderRule, SmppCredentia
 from teleway.core.ports import StoreUnavailable
 from teleway.runtime import provision_file
 from teleway.store.directory import UNSET, AuditEntry, Directory, Unset
+from teleway.store.engine import READ_ONLY_OPTION, normalise_url
 
 EXIT_RUNTIME = 1
 EXIT_INVALID = 2
@@ -50,17 +51,38 @@ class AdminFailure(Exception):
 # --- engine and running ---------------------------------------------------------------------
 
 
-def _sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+SQLITE_BUSY_TIMEOUT_MS = 5_000  # wait this long for a running gateway's write lock
+
+
+def _sqlite_hooks(engine: AsyncEngine) -> None:
+    """SQLite the way the store uses it (store.engine): foreign keys on, wait for another
+    process's write lock, and BEGIN IMMEDIATE so that a provisioning transaction that reads then
+    writes cannot fail half-way because the running gateway wrote in between."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" hook below BEGINs
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get(READ_ONLY_OPTION):
+            connection.exec_driver_sql("BEGIN")  # a lookup: no write lock needed
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_engine(url: str) -> AsyncEngine:
-    """An AsyncEngine for `url`; SQLite connections get `PRAGMA foreign_keys=ON`."""
-    engine = create_async_engine(url)
+    """An AsyncEngine for `url` (plain `sqlite:///` and `postgresql://` URLs get the async
+    drivers); SQLite connections get `PRAGMA foreign_keys=ON` (see `_sqlite_hooks`)."""
+    engine = create_async_engine(normalise_url(url))
     if engine.dialect.name == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_foreign_keys)
+        _sqlite_hooks(engine)
     return engine
 
 
@@ -84,7 +106,7 @@ def get_engine(ctx: click.Context) -> AsyncEngine:
     url = _database_url(ctx)
     try:
         return create_engine(url)
-    except (ArgumentError, NoSuchModuleError) as exc:
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
         raise AdminFailure(f"invalid database URL {_shown_url(url)}: {exc}") from exc
 
 

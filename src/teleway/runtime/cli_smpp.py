@@ -407,7 +407,7 @@ def decode_command(hex_data: tuple[str, ...], compact: bool) -> None:
     data = _hex(_read_arg(hex_data), "input")
     if not data:
         _fail("no PDU bytes given")
-    buffer = PduBuffer(max_command_length=max(len(data), 16))
+    buffer = PduBuffer(max_command_length=0xFFFFFFFF)  # the input is already in memory
     buffer.feed(data)
     pdus: list[dict[str, Any]] = []
     while True:
@@ -419,8 +419,12 @@ def decode_command(hex_data: tuple[str, ...], compact: bool) -> None:
             break
         pdus.append(pdu_to_json(pdu))
     if buffer.buffered:
+        declared = ""
+        if buffer.buffered >= 4:
+            length = int.from_bytes(data[len(data) - buffer.buffered :][:4], "big")
+            declared = f" (command_length says {length})"
         _fail(
-            f"{buffer.buffered} trailing octet(s) do not form a complete PDU "
+            f"{buffer.buffered} trailing octet(s) do not form a complete PDU{declared} "
             f"after {len(pdus)} PDU(s)"
         )
     out: Any = pdus[0] if len(pdus) == 1 else pdus

@@ -36,6 +36,7 @@ from teleway.runtime.workers import Dispatcher, Sweeper
 from teleway.store import SchemaMismatch, Store, open_store
 from teleway.store.directory import Directory
 from teleway.store.migrations import upgrade
+from teleway.store.receipts import PartOutcomes
 from teleway.testing.smsc import SimulatorSettings, SmscSimulator
 from teleway.web.app import build_app
 
@@ -152,7 +153,10 @@ class Gateway:
                 self.upstreams.append(upstream)
             channel.upstreams = self.upstreams
             channel.sink = Receipts(
-                parts=store.messages, queue=store.queue, clock=self.clock, metrics=self.metrics
+                parts=PartOutcomes(store.db, store.writer),
+                queue=store.queue,
+                clock=self.clock,
+                metrics=self.metrics,
             )
             for upstream in self.upstreams:
                 upstream.start()

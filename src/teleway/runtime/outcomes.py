@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 from teleway.channels.sms.channel import ReceiptReport
@@ -30,7 +31,7 @@ FAILED_PART: dict[ReceiptState, DeliveryState] = {
 
 class PartStore(Protocol):
     async def record_receipt(
-        self, candidates: Sequence[str], stat: str, now: object
+        self, candidates: Sequence[str], stat: str, now: datetime
     ) -> tuple[Delivery, list[str | None]] | None:
         """Mark the first stored upstream id among `candidates` with `stat`; return its delivery
         and the stat of every part of that delivery (None: no receipt yet)."""

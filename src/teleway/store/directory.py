@@ -42,6 +42,7 @@ from teleway.core.model import (
 )
 from teleway.core.ports import Clock, StoreUnavailable
 from teleway.store import tables as t
+from teleway.store.engine import READ_ONLY_OPTION
 
 MAX_FAILED_LOGINS = 10  # consecutive failures before a portal user is locked out
 LOCKOUT = timedelta(minutes=15)
@@ -232,12 +233,17 @@ class Directory:
                 await trans.commit()
 
     @asynccontextmanager
-    async def _connect(self) -> AsyncIterator[AsyncConnection]:
+    async def _connect(self, *, read_only: bool = False) -> AsyncIterator[AsyncConnection]:
+        """One transaction (or the shared one). `read_only` marks it for the store's SQLite
+        hooks (store.engine): lookups BEGIN DEFERRED instead of taking the write lock."""
         if self._conn is not None:
             yield self._conn
             return
-        async with _translated(self._engine), self._engine.begin() as conn:
-            yield conn
+        async with _translated(self._engine), self._engine.connect() as conn:
+            if read_only:
+                await conn.execution_options(**{READ_ONLY_OPTION: True})
+            async with conn.begin():
+                yield conn
 
     def _now(self) -> datetime:
         return self._clock.now()
@@ -274,7 +280,7 @@ class Directory:
     # --- accounts (core.ports.AccountDirectory) --------------------------------------------
 
     async def get_account(self, account_id: int) -> Account | None:
-        async with self._connect() as conn:
+        async with self._connect(read_only=True) as conn:
             row = (
                 await conn.execute(select(t.accounts).where(t.accounts.c.id == account_id))
             ).first()
@@ -285,23 +291,23 @@ class Directory:
             key = prov.normalise_account_name(name)
         except prov.ProvisioningError:
             return None
-        async with self._connect() as conn:
+        async with self._connect(read_only=True) as conn:
             row = (await conn.execute(select(t.accounts).where(t.accounts.c.name == key))).first()
         return None if row is None else _account(row)
 
     async def require_account(self, name: str) -> Account:
         """The account called `name`, or UnknownObject."""
-        async with self._connect() as conn:
+        async with self._connect(read_only=True) as conn:
             return _account(await self._account_row(conn, name))
 
     async def list_accounts(self) -> list[Account]:
-        async with self._connect() as conn:
+        async with self._connect(read_only=True) as conn:
             rows = await conn.execute(select(t.accounts).order_by(t.accounts.c.name))
             return [_account(row) for row in rows]
 
     async def account_names(self) -> dict[int, str]:
         """Account id -> name, for displaying users, senders and credentials."""
-        async with self._connect() as conn:
+        async with self._connect(read_only=True) as conn:
             return await self._account_names(conn)
 
     async def create_account(
@@ -436,7 +442,7 @@ class Directory:
 
     async def message_count(self, name: str) -> int:
         """How many messages an account has stored (a deleted account must have none)."""
-        async with self._connect() as conn:
+        async with self._connect(read_only=True) as conn:
             row = await self._account_row(conn, name)
             return int(
                 (
@@ -529,13 +535,13 @@ class Directory:
             key = prov.normalise_username(username)
         except prov.ProvisioningError:
             return None
-        async with self._connect() as conn:
+        async with self._connect(read_only=True) as conn:
             row = (await conn.execute(select(t.users).where(t.users.c.username == key))).first()
         return None if row is None else _user(row)
 
     async def list_users(self, account: str | None = None) -> list[User]:
         """Users of one account, or every user (operators included) when `account` is None."""
-        async with self._connect() as conn:
+        async with self._connect(read_only=True) as conn:
             query = select(t.users).order_by(t.users.c.username)
             if account is not None:
                 account_row = await self._account_row(conn, account)
@@ -665,7 +671,7 @@ class Directory:
         except prov.ProvisioningError:
             await asyncio.to_thread(passwords.dummy_verify, password)
             return None
-        async with self._connect() as conn:
+        async with self._connect(read_only=True) as conn:
             row = (
                 await conn.execute(
                     select(t.users, t.accounts.c.enabled.label("account_enabled"))
@@ -813,7 +819,7 @@ class Directory:
             )
 
     async def list_senders(self, account: str | None = None) -> list[SenderRule]:
-        async with self._connect() as conn:
+        async with self._connect(read_only=True) as conn:
             query = select(t.sender_rules).order_by(t.sender_rules.c.pattern)
             if account is not None:
                 account_row = await self._account_row(conn, account)
@@ -829,7 +835,7 @@ class Directory:
         except prov.ProvisioningError:
             return None
         wildcard = "*@" + key.rpartition("@")[2]
-        async with self._connect() as conn:
+        async with self._connect(read_only=True) as conn:
             rows = (
                 await conn.execute(
                     select(t.accounts, t.sender_rules.c.pattern)
@@ -883,7 +889,7 @@ class Directory:
             )
 
     async def list_networks(self, account: str | None = None) -> list[Network]:
-        async with self._connect() as conn:
+        async with self._connect(read_only=True) as conn:
             query = select(t.networks).order_by(t.networks.c.account_id, t.networks.c.cidr)
             if account is not None:
                 account_row = await self._account_row(conn, account)
@@ -893,7 +899,7 @@ class Directory:
     async def allows(self, account_id: int, ip: str) -> bool:
         """True when `ip` lies in one of the account's networks. An account without networks
         allows nothing (fail closed): every client network must be provisioned."""
-        async with self._connect() as conn:
+        async with self._connect(read_only=True) as conn:
             rows = await conn.execute(
                 select(t.networks).where(t.networks.c.account_id == account_id)
             )
@@ -1056,7 +1062,7 @@ class Directory:
             )
 
     async def list_smpp(self, account: str | None = None) -> list[SmppCredential]:
-        async with self._connect() as conn:
+        async with self._connect(read_only=True) as conn:
             query = select(t.smpp_credentials).order_by(t.smpp_credentials.c.system_id)
             if account is not None:
                 account_row = await self._account_row(conn, account)
@@ -1069,7 +1075,7 @@ class Directory:
             key = prov.normalise_system_id(system_id)
         except prov.ProvisioningError:
             return None
-        async with self._connect() as conn:
+        async with self._connect(read_only=True) as conn:
             row = (
                 await conn.execute(
                     select(t.smpp_credentials).where(t.smpp_credentials.c.system_id == key)
@@ -1105,7 +1111,7 @@ class Directory:
     async def audit_log(self, limit: int = 50) -> list[AuditEntry]:
         """The newest `limit` audit entries, newest first."""
         limit = max(1, min(limit, AUDIT_LIMIT_MAX))
-        async with self._connect() as conn:
+        async with self._connect(read_only=True) as conn:
             rows = await conn.execute(
                 select(t.audit_log).order_by(t.audit_log.c.id.desc()).limit(limit)
             )

@@ -37,6 +37,8 @@ EVENT_COLUMNS = ("delivery_id", "at", "from_state", "to_state", "reason")
 
 _EMPTY_LIST = "[]"
 _dumps = json.dumps
+_DEFAULT_OPTIONS = Options()
+_DEFAULT_OPTIONS_JSON = _dumps(_DEFAULT_OPTIONS.to_dict())  # most messages: a fraction of dumps()
 
 
 def _epoch(value: datetime | None) -> float | None:
@@ -74,7 +76,9 @@ def message_values(message: Message) -> tuple[Any, ...]:
         content.data_coding,
         content.raw,
         attachments,
-        _dumps(message.options.to_dict()),
+        _DEFAULT_OPTIONS_JSON
+        if message.options == _DEFAULT_OPTIONS
+        else _dumps(message.options.to_dict()),
         _epoch(message.created_at),
     )
 

@@ -1,24 +1,34 @@
 """Group commit: many writers, one transaction, one fsync.
 
-Every `add_message` call (and, on SQLite, every queue write) is handed to one writer task as a
-pending item. The task takes everything pending, runs it in ONE transaction (the new rows of all
-messages as three `executemany` inserts, then each queue write in arrival order), commits, and
-only then resolves each caller's future. On SQLite that turns N fsyncs into one; on PostgreSQL it
-turns N round trips and commits into a few.
+Every `add_message` call (and, on SQLite, every queue write) becomes a pending item of the
+store's single writer. When the writer is idle, the first item starts a transaction at once;
+everything submitted while that transaction runs waits, and the next transaction takes all of it
+(up to `max_batch_rows`). So batches grow with the load by themselves, a lone caller is not kept
+waiting for company, and the event loop prepares the next batch while the current one commits.
+
+A batch is ONE transaction: the new rows of all its messages as three `executemany` inserts,
+then each queue write (a function of the connection) in arrival order, then COMMIT. Only after
+the COMMIT returned is each caller's future resolved. On SQLite that turns N fsyncs into one; on
+PostgreSQL it turns N round trips and commits into a few.
 
 Failure: the batch's transaction is rolled back, so nothing of it is stored. If the error is
 temporary (`StoreUnavailable`, `StoreFull`: database down, locked, disk full) every caller of the
 batch gets it. If the data was refused (`StoreRejected`: a duplicate id) or a queue write raised,
 each item is run again alone, in its own transaction, so only the culprit fails.
 
-Backpressure: at most `max_pending` items may wait for the writer (those already in the running
-batch not counted). Past that `add_message` raises `StoreFull` at once: the store is not keeping
-up, and the ingress answers with a temporary error (SMPP ESME_RMSGQFUL, SMTP 451, HTTP 503)
-instead of piling up memory and latency.
+Backpressure: at most `max_pending` items may wait for the writer (those in the running batch
+not counted). Past that `add_message` raises `StoreFull` at once: the store is not keeping up,
+and the ingress answers with a temporary error (SMPP ESME_RMSGQFUL, SMTP 451, HTTP 503) instead
+of piling up memory and latency.
 
-On PostgreSQL queue writes do not go through the writer: each runs in its own transaction on a
+Where it runs: on SQLite, in the writer's own thread on a pysqlite connection (one thread hop
+per batch); on PostgreSQL, on one asyncpg connection through `AsyncConnection.run_sync`. On
+PostgreSQL queue writes do not go through the writer: each runs in its own transaction on a
 pooled connection (row locks and SKIP LOCKED keep workers apart; the server groups concurrent
 commits into one WAL flush by itself), retried on deadlock or serialization failure.
+
+A caller cancelled while its item is in a running batch does not stop the write: it may be
+committed all the same (the future is simply not resolved).
 """
 
 from __future__ import annotations
@@ -48,10 +58,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Job = Callable[[Connection], T]
+Outcome = tuple[bool, Any]  # (True, result) or (False, exception)
 
 WORK_CHANNEL = "teleway_work"  # PostgreSQL LISTEN/NOTIFY channel for "new work may be due"
 MAX_PENDING = 10_000  # items waiting for the writer before add_message refuses with StoreFull
-MAX_BATCH_ROWS = 20_000  # rows (messages + deliveries) in one transaction: bounds commit latency
+MAX_BATCH_ROWS = 20_000  # messages + deliveries in one transaction: bounds commit latency
 CONFLICT_ATTEMPTS = 5  # PostgreSQL deadlock / serialization failures retried this often
 
 
@@ -138,9 +149,8 @@ class WorkSignal:
 class Writer:
     """The one writer of a store (see the module docstring).
 
-    Jobs are plain functions of a synchronous SQLAlchemy `Connection`. On SQLite a whole batch
-    runs in one call to the writer's own thread (one thread hop per batch, not per statement);
-    on PostgreSQL it runs through `AsyncConnection.run_sync` on the asyncpg engine.
+    Jobs are plain functions of a synchronous SQLAlchemy `Connection`, so one piece of SQL code
+    serves both engines.
     """
 
     def __init__(
@@ -155,11 +165,12 @@ class Writer:
         self._signal = signal
         self.max_pending = max_pending
         self.max_batch_rows = max_batch_rows
-        self._pending: deque[_Pending] = deque()
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
         self.commits = 0  # transactions committed by the writer (for metrics and tests)
+        self._pending: deque[_Pending] = deque()
+        self._running: asyncio.Future[list[Outcome]] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closing = False
         self._insert_messages = _insert_sql("messages", MESSAGE_COLUMNS, db)
         self._insert_deliveries = _insert_sql("deliveries", DELIVERY_COLUMNS, db)
         self._insert_events = _insert_sql("delivery_events", EVENT_COLUMNS, db)
@@ -204,6 +215,8 @@ class Writer:
             return await future
         return await self._write_alone(job, wakes=wakes)
 
+    # -- batching (event loop side) ------------------------------------------------------
+
     def _submit(self, item: _Pending) -> None:
         if self._closing:
             raise StoreUnavailable("the store is closing")
@@ -212,96 +225,130 @@ class Writer:
                 f"{len(self._pending)} writes are waiting for the store; try again later"
             )
         self._pending.append(item)
-        self._wakeup.set()
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="teleway-store-writer"
-            )
+        self._start_batch()
 
-    async def _run(self) -> None:
-        while True:
-            while not self._pending:
-                if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            batch: list[_Pending] = []
-            rows = 0
-            while self._pending and (
-                not batch or rows + self._pending[0].size <= self.max_batch_rows
-            ):
-                item = self._pending.popleft()
-                if item.future.done():  # the caller gave up before we started: skip it
-                    continue
-                batch.append(item)
-                rows += item.size
-            if not batch:
+    def _start_batch(self) -> None:
+        """If the writer is idle, start a transaction with what is pending (synchronously: the
+        database works while the event loop goes on preparing the next batch)."""
+        if self._running is not None:
+            return
+        batch: list[_Pending] = []
+        rows = 0
+        while self._pending and (not batch or rows + self._pending[0].size <= self.max_batch_rows):
+            item = self._pending.popleft()
+            if item.future.done():  # the caller gave up before we started: skip it
                 continue
-            try:
-                await self._commit(batch)
-            except Exception as exc:  # a bug here must not leave callers waiting forever
-                log.exception("store writer failed")
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
+            batch.append(item)
+            rows += item.size
+        if not batch:
+            self._idle.set()
+            return
+        self._idle.clear()
+        loop = asyncio.get_running_loop()
+        running: asyncio.Future[list[Outcome]]
+        if self._thread is not None:
+            running = loop.run_in_executor(self._thread, self._sqlite_batch, batch)
+        else:
+            running = loop.create_task(self._postgres_batch(batch))
+        self._running = running
+        running.add_done_callback(lambda done: self._finish(batch, done))
 
-    async def _commit(self, batch: list[_Pending]) -> None:
-        results: list[Any] = []
+    def _finish(self, batch: list[_Pending], done: asyncio.Future[list[Outcome]]) -> None:
+        self._running = None
+        try:
+            outcomes = done.result()
+        except BaseException as exc:  # a bug in the writer must not leave callers waiting
+            log.exception("store writer failed")
+            outcomes = [(False, exc)] * len(batch)
+        wakes = False
+        for item, (ok, value) in zip(batch, outcomes, strict=True):
+            if item.future.done():
+                continue
+            if ok:
+                item.future.set_result(value)
+                wakes = wakes or item.wakes
+            else:
+                item.future.set_exception(value)
+        if wakes:
+            self._signal.notify()
+        self._start_batch()
+
+    # -- transactions (writer thread / connection side) ----------------------------------
+
+    def _sqlite_batch(self, batch: list[_Pending]) -> list[Outcome]:
+        """In the writer thread."""
+
+        def connection() -> Connection:
+            if self._sync_connection is None:
+                assert self._db.sync_engine is not None
+                self._sync_connection = self._db.sync_engine.connect()
+            return self._sync_connection
+
+        return self._outcomes(connection, self._drop_sync_connection, batch)
+
+    def _drop_sync_connection(self) -> None:
+        connection, self._sync_connection = self._sync_connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.invalidate()
+            with contextlib.suppress(Exception):
+                connection.close()
+
+    async def _postgres_batch(self, batch: list[_Pending]) -> list[Outcome]:
+        try:
+            with store_errors():
+                if self._connection is None:
+                    self._connection = await self._db.engine.connect()
+                connection = self._connection
+                broken = False
+
+                def run(sync_connection: Connection) -> list[Outcome]:
+                    def lost() -> None:
+                        nonlocal broken
+                        broken = True
+
+                    return self._outcomes(lambda: sync_connection, lost, batch)
+
+                outcomes = await connection.run_sync(run)
+        except Exception as exc:
+            broken = True
+            error = translate(exc) or exc
+            outcomes = [(False, error)] * len(batch)
+        if broken and self._connection is not None:
+            old, self._connection = self._connection, None
+            with contextlib.suppress(Exception):
+                await old.invalidate()
+            with contextlib.suppress(Exception):
+                await old.close()
+        return outcomes
+
+    def _outcomes(
+        self, connection: Callable[[], Connection], lost: Callable[[], None], batch: list[_Pending]
+    ) -> list[Outcome]:
+        """Run the batch in one transaction; on refused data, each item alone (synchronous)."""
         for attempt in range(CONFLICT_ATTEMPTS):
             try:
-                results = await self._transaction(batch)
-                break
-            except Exception as exc:  # every failure is handed to the callers
+                results = self._transaction(connection(), batch)
+            except Exception as exc:
                 error = translate(exc) or exc
                 if error is not exc:
                     error.__cause__ = exc
+                if isinstance(error, StoreUnavailable) and not isinstance(
+                    error, ConflictRetry | StoreFull
+                ):
+                    lost()  # the connection may be broken: the next batch gets a new one
                 if isinstance(error, ConflictRetry) and attempt + 1 < CONFLICT_ATTEMPTS:
                     continue
                 if len(batch) > 1 and not isinstance(error, StoreUnavailable):
                     # One item's data was refused, or a job raised: find it by running each
                     # item alone.
-                    for item in batch:
-                        await self._commit([item])
-                    return
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(error)
-                return
-        self.commits += 1
-        for item, result in zip(batch, results, strict=True):
-            if not item.future.done():
-                item.future.set_result(result)
-        if any(item.wakes for item in batch):
-            self._signal.notify()
+                    return [self._outcomes(connection, lost, [item])[0] for item in batch]
+                return [(False, error)] * len(batch)
+            self.commits += 1
+            return [(True, result) for result in results]
+        raise AssertionError("unreachable")
 
-    async def _transaction(self, batch: list[_Pending]) -> list[Any]:
-        if self._thread is not None:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._thread, self._sqlite_transaction, batch)
-        if self._connection is None:
-            self._connection = await self._db.engine.connect()
-        try:
-            return await self._connection.run_sync(self._run_batch, batch)
-        except BaseException:
-            connection, self._connection = self._connection, None
-            with contextlib.suppress(Exception):
-                await connection.close()
-            raise
-
-    def _sqlite_transaction(self, batch: list[_Pending]) -> list[Any]:
-        """In the writer thread."""
-        if self._sync_connection is None:
-            assert self._db.sync_engine is not None
-            self._sync_connection = self._db.sync_engine.connect()
-        try:
-            return self._run_batch(self._sync_connection, batch)
-        except BaseException:
-            connection, self._sync_connection = self._sync_connection, None
-            with contextlib.suppress(Exception):
-                connection.close()
-            raise
-
-    def _run_batch(self, connection: Connection, batch: list[_Pending]) -> list[Any]:
+    def _transaction(self, connection: Connection, batch: list[_Pending]) -> list[Any]:
         """One transaction: the new messages' rows, then the jobs in order, then COMMIT."""
         with connection.begin():
             messages = [item.message for item in batch if item.message is not None]
@@ -337,12 +384,11 @@ class Writer:
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
-        """Commit what is pending, then stop the task and close the writer connection."""
+        """Commit what is pending, then close the writer's connection and thread."""
         self._closing = True
-        self._wakeup.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
+        while self._running is not None or self._pending:
+            await self._idle.wait()
+            await asyncio.sleep(0)
         if self._connection is not None:
             connection, self._connection = self._connection, None
             with contextlib.suppress(Exception):
