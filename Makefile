@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 CONFIG ?=
 export TELEWAY_DEMO_PROVISIONING ?= examples/demo-provisioning.toml
 
-.PHONY: run test setup system lint typecheck pytest fuzz bench bench-store bench-codec clean help
+.PHONY: run test setup setup-test lint typecheck pytest fuzz bench bench-store bench-codec clean help
 
 help:
 	@echo "make run          set up and run the gateway (SQLite, loopback, built-in SMSC simulator)"
@@ -23,10 +23,12 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-setup: $(STAMP) system
-
-system:
+setup: $(STAMP)
 	@bash scripts/ensure-system.sh
+
+# the test suite also needs the PostgreSQL server (store tests run on both engines)
+setup-test: $(STAMP)
+	@bash scripts/ensure-system.sh --test
 
 run: setup
 	$(BIN)/teleway $(if $(CONFIG),--config $(CONFIG)) db upgrade
@@ -44,12 +46,12 @@ pytest: $(STAMP)
 	@# pytest exits 5 when it collected no tests: that is a failure, not a green run
 	$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests ran"; exit 1; fi; exit $$rc
 
-test: setup lint typecheck pytest
+test: setup-test lint typecheck pytest
 
-fuzz: setup
+fuzz: setup-test
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -p no:timeout tests/proto -k fuzz
 
-bench-store: setup
+bench-store: setup-test
 	$(BIN)/python bench/store.py
 
 bench-codec: setup

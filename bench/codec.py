@@ -19,6 +19,7 @@ docs/benchmarks.md (other sections are preserved).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import re
 import sys
@@ -58,36 +59,41 @@ def typical_submit_sm() -> SubmitSm:
     )
 
 
-def best_rate(fn: Callable[[], Any], iterations: int) -> float:
-    """Operations per second: best of RUNS timed runs of ``iterations`` calls."""
-    best = float("inf")
-    for _ in range(RUNS):
-        start = time.perf_counter()
-        for _ in range(iterations):
-            fn()
-        best = min(best, time.perf_counter() - start)
-    return iterations / best
-
-
-def loop_rate(body: Callable[[int], None], iterations: int) -> float:
-    """Like best_rate, for a body that runs the whole loop itself (less call overhead)."""
-    best = float("inf")
-    for _ in range(RUNS):
-        start = time.perf_counter()
-        body(iterations)
-        best = min(best, time.perf_counter() - start)
-    return iterations / best
-
-
+Body = Callable[[int], None]  # runs a loop of n operations
+Case = tuple[str, Body, Body | None, int]  # name, teleway, smpp34, iterations
 Row = tuple[str, float, float | None]
 
 
-def codec_rows(iterations: int) -> list[Row]:
+def timed(body: Body, iterations: int) -> float:
+    start = time.perf_counter()
+    body(iterations)
+    return time.perf_counter() - start
+
+
+def measure(cases: list[Case]) -> list[Row]:
+    """Ops/s of every case: best of RUNS runs of a fixed number of iterations.
+
+    The runs of all cases are interleaved (run 1 of every case, then run 2...), so that a
+    burst of load from other processes does not spoil all runs of one row.
+    """
+    ours_best = [float("inf")] * len(cases)
+    theirs_best = [float("inf")] * len(cases)
+    for _ in range(RUNS):
+        for i, (_, ours, theirs, n) in enumerate(cases):
+            ours_best[i] = min(ours_best[i], timed(ours, n))
+            if theirs is not None:
+                theirs_best[i] = min(theirs_best[i], timed(theirs, n))
+    return [
+        (name, n / ours_best[i], None if theirs is None else n / theirs_best[i])
+        for i, (name, _, theirs, n) in enumerate(cases)
+    ]
+
+
+def codec_cases(iterations: int) -> list[Case]:
     pdu = typical_submit_sm()
     wire = encode(pdu)
     assert decode(wire) == pdu
 
-    rows: list[Row] = []
     smpp34: Any
     try:
         import smpp34
@@ -95,7 +101,8 @@ def codec_rows(iterations: int) -> list[Row]:
         smpp34 = None
         print("note: smpp34 is not installed; its column stays empty")
 
-    theirs_pdu: Any = None
+    theirs_decode: Body | None = None
+    theirs_encode: Body | None = None
     if smpp34 is not None:
         theirs_pdu = smpp34.SubmitSm(
             SOURCE,
@@ -118,6 +125,15 @@ def codec_rows(iterations: int) -> list[Row]:
             print("  smpp34", theirs_wire.hex())
         decoded = smpp34.decode(wire)
         assert decoded.source_addr == SOURCE and decoded.short_message == SHORT_MESSAGE
+        s_decode = smpp34.decode
+
+        def theirs_decode(n: int) -> None:
+            for _ in range(n):
+                s_decode(wire)
+
+        def theirs_encode(n: int) -> None:
+            for _ in range(n):
+                theirs_pdu.encode()
 
     def ours_decode(n: int) -> None:
         for _ in range(n):
@@ -133,42 +149,26 @@ def codec_rows(iterations: int) -> list[Row]:
             buf.feed(wire)
             buf.next_pdu()
 
-    their_decode: float | None = None
-    their_encode: float | None = None
-    if smpp34 is not None:
-        s_decode = smpp34.decode
-        s_pdu = theirs_pdu
-
-        def theirs_decode(n: int) -> None:
-            for _ in range(n):
-                s_decode(wire)
-
-        def theirs_encode(n: int) -> None:
-            for _ in range(n):
-                s_pdu.encode()
-
-        their_decode = loop_rate(theirs_decode, iterations)
-        their_encode = loop_rate(theirs_encode, iterations)
-
-    rows.append(("submit_sm decode", loop_rate(ours_decode, iterations), their_decode))
-    rows.append(("submit_sm encode", loop_rate(ours_encode, iterations), their_encode))
-    rows.append(("submit_sm PduBuffer feed+next_pdu", loop_rate(ours_framed, iterations), None))
-    return rows
+    return [
+        ("submit_sm decode", ours_decode, theirs_decode, iterations),
+        ("submit_sm encode", ours_encode, theirs_encode, iterations),
+        ("submit_sm PduBuffer feed+next_pdu", ours_framed, None, iterations),
+    ]
 
 
-def segment_rows(iterations: int) -> list[Row]:
+def segment_cases(iterations: int) -> list[Case]:
     try:
         from teleway.proto.sms import plan_segments
     except ImportError:
         print("note: teleway.proto.sms.plan_segments is not importable yet; rows skipped")
         return []
-    rows: list[Row] = []
+    cases: list[Case] = []
     # Characters per part with an 8-bit concatenation UDH: GSM 153 (single 160),
     # UCS-2 67 (single 70).
     for label, unit, single, per_part in (("GSM 7-bit", "a", 160, 153), ("UCS-2", "ж", 70, 67)):
         for parts in range(1, 6):
             length = single - 10 if parts == 1 else per_part * (parts - 1) + per_part // 2
-            text = (unit * length)[:length]
+            text = unit * length
             plan = plan_segments(text, encoding="auto", concat="udh8", reference=7)
             got = len(plan.parts) if hasattr(plan, "parts") else plan.total_parts
             assert got == parts, (label, parts, got)
@@ -177,10 +177,8 @@ def segment_rows(iterations: int) -> list[Row]:
                 for _ in range(n):
                     plan_segments(text, encoding="auto", concat="udh8", reference=7)
 
-            rows.append(
-                (f"plan_segments {label}, {parts} part(s)", loop_rate(run, iterations), None)
-            )
-    return rows
+            cases.append((f"plan_segments {label}, {parts} part(s)", run, None, iterations))
+    return cases
 
 
 def fmt_rate(rate: float | None) -> str:
@@ -228,7 +226,9 @@ def main() -> None:
     args = parser.parse_args()
     codec_n, segment_n = (2_000, 200) if args.quick else (50_000, 5_000)
 
-    rows = codec_rows(codec_n) + segment_rows(segment_n)
+    load_before = os.getloadavg()[0]
+    rows = measure(codec_cases(codec_n) + segment_cases(segment_n))
+    load_after = os.getloadavg()[0]
     result = table(rows)
     print(result)
     if args.quick:
@@ -236,7 +236,9 @@ def main() -> None:
     body = (
         f"Measured by `.venv/bin/python bench/codec.py` on {time.strftime('%Y-%m-%d')}: "
         f"{machine()}, one core, best of {RUNS} runs of {codec_n:,} iterations "
-        f"(plan_segments: {segment_n:,}).\n\n"
+        f"(plan_segments: {segment_n:,}); 1-minute load average {load_before:.1f} before and "
+        f"{load_after:.1f} after the run on {os.cpu_count()} CPUs: other jobs sharing the "
+        "machine lower these numbers, so compare rows of one run rather than runs.\n\n"
         f"The submit_sm is {len(encode(typical_submit_sm()))} octets: 20-digit source and "
         "destination, a 100-octet UCS-2 short_message with a concatenation UDH, two TLVs. "
         "smpp34 is the Rust codec from PyPI called from Python the same way "

@@ -68,7 +68,7 @@ from teleway.store.rows import (
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
 PG_ADMIN = os.environ.get("TELEWAY_BENCH_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1/test")
-NUMBERS = tuple(f"+1415555{n:04d}" for n in range(100, 200))
+NUMBERS = tuple(f"+1415555{n:04d}" for n in range(100, 200))  # for prebuilt deliveries
 ACCOUNT = Account(id=1, name="bench")
 
 
@@ -91,12 +91,26 @@ CLOCK = SystemClock()
 IDS = RandomIds()
 
 
+# Distinct valid numbers (11 area codes x 10,000), so core.numbers' cache of parsed numbers
+# (4,096 entries) rarely hits: every submission pays for libphonenumber, as with real traffic
+# to many different recipients.
+AREAS = (201, 202, 212, 305, 312, 415, 617, 646, 702, 718, 917)
+_next_number = 0
+
+
+def fresh_number() -> str:
+    global _next_number
+    n = _next_number
+    _next_number = (n + 1) % (len(AREAS) * 10_000)
+    return f"+1{AREAS[n % len(AREAS)]}555{n // len(AREAS):04d}"
+
+
 def submission(recipients: int) -> Submission:
     return Submission(
         account=ACCOUNT,
         origin=Origin.HTTP,
         submitter="bench",
-        recipients=tuple(Recipient(number=NUMBERS[i % len(NUMBERS)]) for i in range(recipients)),
+        recipients=tuple(Recipient(number=fresh_number()) for _ in range(recipients)),
         content=Content(text="Your code is 123456", subject="Login"),
     )
 
@@ -239,6 +253,10 @@ class Row:
     raw: float
     no_store: float
     batch: float
+    accept_cpu: float  # CPU microseconds per message, all threads of this process
+    store_cpu: float
+    raw_cpu: float
+    no_store_cpu: float
 
 
 async def add_account(store: Store) -> None:
@@ -265,18 +283,21 @@ async def bench_accepts(
     rows = []
     try:
         for recipients, count in counts.items():
-            sub = submission(recipients)
+            subs = [submission(recipients) for _ in range(count)]
 
-            async def one_accept(_i: int, sub: Submission = sub) -> None:
-                await accept(sub, store=store.messages, clock=CLOCK, ids=IDS)
+            async def one_accept(i: int, subs: list[Submission] = subs) -> None:
+                await accept(subs[i], store=store.messages, clock=CLOCK, ids=IDS)
 
-            async def no_store(_i: int, sub: Submission = sub) -> None:
-                await accept(sub, store=NullStore(), clock=CLOCK, ids=IDS)  # type: ignore[arg-type]
+            async def no_store(i: int, subs: list[Submission] = subs) -> None:
+                await accept(subs[i], store=NullStore(), clock=CLOCK, ids=IDS)  # type: ignore[arg-type]
 
             await concurrently(min(count, 200), tasks, one_accept)  # warm up
+            subs[:] = [submission(recipients) for _ in range(count)]  # numbers not seen yet
             await empty(store)
             commits = store.writer.commits
+            cpu = time.process_time()
             accept_s = await concurrently(count, tasks, one_accept)
+            accept_cpu = (time.process_time() - cpu) / count * 1e6
             batch = count / max(1, store.writer.commits - commits)
             await empty(store)
 
@@ -285,28 +306,42 @@ async def bench_accepts(
             async def one_add(i: int, items: list[Any] = items) -> None:
                 await store.messages.add_message(*items[i])
 
+            cpu = time.process_time()
             store_s = await concurrently(count, tasks, one_add)
+            store_cpu = (time.process_time() - cpu) / count * 1e6
             await empty(store)
+            subs[:] = [submission(recipients) for _ in range(count)]
+            cpu = time.process_time()
             no_store_s = await concurrently(count, tasks, no_store)
+            no_store_cpu = (time.process_time() - cpu) / count * 1e6
 
             reference = raw_rows(count, recipients)
+            cpu = time.process_time()
             if engine == "SQLite":
                 path = make_url(url).database
                 assert path is not None
                 raw_s = await asyncio.to_thread(raw_sqlite, path, reference, tasks)
             else:
                 raw_s = await raw_postgres(make_url(url), reference, tasks)
+            raw_cpu = (time.process_time() - cpu) / count * 1e6
             await empty(store)
             rows.append(
                 Row(
                     engine, recipients, count, count / accept_s, count / store_s,
-                    count / raw_s, count / no_store_s, batch,
+                    count / raw_s, count / no_store_s, batch, accept_cpu, store_cpu,
+                    raw_cpu, no_store_cpu,
                 )
             )  # fmt: skip
             print(_accept_line(rows[-1]), flush=True)
     finally:
         await store.close()
     return rows
+
+
+async def delivered(store: Store, delivery_id: str, worker: str) -> Delivery | None:
+    return await store.queue.transition(
+        delivery_id, DeliveryState.DELIVERED, now=CLOCK.now(), reason="bench", worker=worker
+    )
 
 
 async def bench_queue(engine: str, url: str | URL, deliveries: int, workers: int) -> float:
@@ -327,16 +362,7 @@ async def bench_queue(engine: str, url: str | URL, deliveries: int, workers: int
                 if not leases:
                     return done
                 results = await asyncio.gather(
-                    *(
-                        store.queue.transition(
-                            item.delivery.id,
-                            DeliveryState.DELIVERED,
-                            now=CLOCK.now(),
-                            reason="bench",
-                            worker=name,
-                        )  # fmt: skip
-                        for item in leases
-                    )
+                    *(delivered(store, item.delivery.id, name) for item in leases)
                 )
                 done += sum(1 for r in results if r is not None)
 
@@ -356,7 +382,9 @@ def _accept_line(row: Row) -> str:
     return (
         f"{row.engine:<10} {row.recipients:>3} rcpt  accept() {row.accept:>8,.0f}/s  "
         f"store only {row.store_only:>8,.0f}/s  raw {row.raw:>8,.0f}/s  "
-        f"accept() no store {row.no_store:>8,.0f}/s  ~{row.batch:,.0f} msgs/commit"
+        f"accept() no store {row.no_store:>8,.0f}/s  ~{row.batch:,.0f} msgs/commit  "
+        f"CPU/msg: accept() {row.accept_cpu:,.0f} us, store only {row.store_cpu:,.0f} us, "
+        f"raw {row.raw_cpu:,.0f} us, no store {row.no_store_cpu:,.0f} us"
     )
 
 
@@ -367,20 +395,23 @@ def markdown(rows: list[Row], queue: dict[str, float], args: argparse.Namespace)
         f"`bench/store.py{' --quick' if args.quick else ''}` on {platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}, "
         f"SQLite {sqlite3.sqlite_version}, {args.pg_version}; "
-        f"{args.submitters} concurrent submitters; {datetime.now(UTC):%Y-%m-%d}.",
+        f"{args.submitters} concurrent submitters; {datetime.now(UTC):%Y-%m-%d}; "
+        f"load average {args.load} at the start (the machine is shared).",
         "Every number is committed durably (SQLite WAL + synchronous=FULL, PostgreSQL "
         "synchronous_commit=on). Messages per second (deliveries per second = messages x "
         "recipients).",
         "",
         "| engine | recipients | accept() msgs/s | store only msgs/s | raw driver msgs/s "
-        "| store / raw | accept() without store msgs/s | msgs per commit |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| accept() without store msgs/s | msgs per commit | CPU µs/msg: accept() "
+        "| store only | raw driver | accept() without store | store / raw (CPU) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
             f"| {row.engine} | {row.recipients} | {row.accept:,.0f} | {row.store_only:,.0f} "
-            f"| {row.raw:,.0f} | {row.store_only / row.raw:.0%} | {row.no_store:,.0f} "
-            f"| {row.batch:,.0f} |"
+            f"| {row.raw:,.0f} | {row.no_store:,.0f} | {row.batch:,.0f} "
+            f"| {row.accept_cpu:,.0f} | {row.store_cpu:,.0f} | {row.raw_cpu:,.0f} "
+            f"| {row.no_store_cpu:,.0f} | {row.store_cpu / row.raw_cpu:.1f}x |"
         )
     lines += ["", "| engine | lease + transition(DELIVERED), deliveries/s |", "|---|---:|"]
     lines += [f"| {engine} | {rate:,.0f} |" for engine, rate in queue.items()]
@@ -389,8 +420,10 @@ def markdown(rows: list[Row], queue: dict[str, float], args: argparse.Namespace)
         "`store only` is `add_message` with prebuilt messages; `raw driver` inserts the same "
         "rows with sqlite3 / asyncpg `executemany`, one transaction per batch of "
         f"{args.submitters} messages; `accept() without store` is the domain's own cost "
-        "(validation, phone number parsing, ids). The machine is shared: numbers vary from "
-        "run to run.",
+        "(validation, phone number parsing of distinct numbers, ids). CPU µs/msg is this "
+        "process's CPU time (all threads; not the PostgreSQL server's) per message: steadier "
+        "than messages/s on a shared machine, where the wall-clock numbers vary from run to "
+        "run.",
         "",
     ]
     return "\n".join(lines)
@@ -420,6 +453,7 @@ async def main() -> None:
     rows: list[Row] = []
     queue: dict[str, float] = {}
     args.pg_version = "no PostgreSQL"
+    args.load = " / ".join(f"{n:.1f}" for n in os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="teleway-bench-") as directory:
         url = f"sqlite+aiosqlite:///{directory}/bench.db"
         rows += await bench_accepts("SQLite", url, counts, args.submitters)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages teleway and its test peers need, only when missing, and starts
-# the PostgreSQL server the store tests use when it is down. Safe to run repeatedly.
+# Installs the Debian packages teleway needs, only when missing. With --test, also what the
+# test suite needs (the PostgreSQL server, started when it is down). Safe to run repeatedly.
 set -euo pipefail
+for_tests=0
+[ "${1:-}" = "--test" ] && for_tests=1
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -11,9 +13,11 @@ fi
 
 # package -> a file it installs (cheap presence check without dpkg locks)
 declare -A NEED=(
-  [postgresql]=/usr/bin/pg_ctlcluster
   [openssl]=/usr/bin/openssl
 )
+if [ "$for_tests" = 1 ] && [ "${TELEWAY_SKIP_POSTGRES:-0}" != 1 ]; then
+  NEED[postgresql]=/usr/bin/pg_ctlcluster
+fi
 missing=()
 for pkg in "${!NEED[@]}"; do
   [ -e "${NEED[$pkg]}" ] || missing+=("$pkg")
@@ -25,7 +29,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # PostgreSQL on 127.0.0.1:5432 (trust auth for local tests on this machine kind)
-if [ "${TELEWAY_SKIP_POSTGRES:-0}" != 1 ]; then
+if [ "$for_tests" = 1 ] && [ "${TELEWAY_SKIP_POSTGRES:-0}" != 1 ]; then
   if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
     version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
     if [ -n "$version" ]; then

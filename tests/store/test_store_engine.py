@@ -65,6 +65,7 @@ def test_urls() -> None:
     assert normalise_url("sqlite:///var/x.db").drivername == "sqlite+aiosqlite"
     assert normalise_url("postgresql://u@h/db").drivername == "postgresql+asyncpg"
     assert normalise_url("postgresql+asyncpg://u@h/db").drivername == "postgresql+asyncpg"
+    assert normalise_url("postgres://u@h/db").drivername == "postgresql+asyncpg"
     with pytest.raises(ValueError):
         normalise_url("mysql://u@h/db")
     with pytest.raises(ValueError):

@@ -220,3 +220,11 @@ def test_driver_rows_cover_the_tables() -> None:
     assert set(MESSAGE_COLUMNS) == {c.name for c in tables.messages.columns}
     assert set(DELIVERY_COLUMNS) == {c.name for c in tables.deliveries.columns}
     assert set(EVENT_COLUMNS) == {c.name for c in tables.delivery_events.columns} - {"id"}
+
+
+async def test_naive_times_are_refused(backend: Backend) -> None:
+    message, deliveries, events = build(backend)
+    naive = deliveries[0].evolve(valid_until=deliveries[0].valid_until.replace(tzinfo=None))
+    with pytest.raises(ValueError):
+        await backend.messages.add_message(message, [naive], events)
+    assert await backend.messages.get_message(message.id) is None

@@ -6,8 +6,12 @@ of entropy, in Crockford base32 (no I, L, O, U). Time and entropy are passed in.
 
 from __future__ import annotations
 
+import base64
+
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 ID_LENGTH = 26
+# RFC 4648 base32 digits -> Crockford digits, so the C codec does the bit slicing
+_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode())
 
 
 def make_id(millis: int, entropy: bytes) -> str:
@@ -16,12 +20,10 @@ def make_id(millis: int, entropy: bytes) -> str:
         raise ValueError("timestamp out of range")
     if len(entropy) != 10:
         raise ValueError("entropy must be 10 bytes")
-    value = (millis << 80) | int.from_bytes(entropy, "big")
-    chars = []
-    for _ in range(ID_LENGTH):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    # 160 bits = 32 base32 digits without padding; the top 30 bits are zero, so the last 26
+    # digits are the 130-bit big-endian value (2 leading zero bits, 48 time bits, 80 random)
+    raw = b"\0\0\0\0" + millis.to_bytes(6, "big") + entropy
+    return base64.b32encode(raw)[6:].translate(_TO_CROCKFORD).decode("ascii")
 
 
 def id_millis(identifier: str) -> int:

@@ -452,7 +452,7 @@ class DatabaseConfig:
         default="sqlite+aiosqlite:///./var/teleway.db", metadata=_rule(_database_url, secret=True)
     )
     pool_size: int = field(default=5, metadata=_rule(_positive))
-    max_overflow: int = field(default=10, metadata=_rule(_non_negative))
+    max_overflow: int = field(default=0, metadata=_rule(_non_negative))
     pool_timeout: float = field(default=30.0, metadata=_rule(_positive))
     echo: bool = False
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import logging
 import os
 import random
@@ -27,6 +28,7 @@ from teleway.core.accept import SubmissionRejected, accept
 from teleway.core.model import Accepted, Content, Device, Options, Origin, Recipient, Submission
 from teleway.core.ports import StoreUnavailable
 from teleway.core.retry import RetryPolicy
+from teleway.runtime.acceptance import Acceptor
 from teleway.runtime.config import Config, UpstreamConfig, mask_url
 from teleway.runtime.logs import log, setup_logging
 from teleway.runtime.metrics import Metrics
@@ -53,7 +55,9 @@ class GatewayError(Exception):
 async def _open(config: Config) -> Store:
     url = config.database.url
     try:
-        return await open_store(url, pool_size=config.database.pool_size)
+        return await open_store(
+            url, pool_size=config.database.pool_size, max_overflow=config.database.max_overflow
+        )
     except SchemaMismatch as exc:
         raise GatewayError(f"{exc}\nrun `teleway db upgrade` first") from exc
     except StoreUnavailable as exc:
@@ -111,6 +115,7 @@ class Gateway:
         self.clock = SystemClock()
         self.ids = RandomIds()
         self.store: Store | None = None
+        self.acceptor: Acceptor | None = None
         self.simulator: SmscSimulator | None = None
         self.upstreams: list[Upstream] = []
         self.dispatchers: list[Dispatcher] = []
@@ -124,6 +129,10 @@ class Gateway:
         _prepare_dirs(cfg)
         self.store = store = await _open(cfg)
         directory = Directory(store.engine)
+        # what every ingress calls to hand over a message (metrics included)
+        self.acceptor = Acceptor(
+            store=store.messages, clock=self.clock, ids=self.ids, metrics=self.metrics
+        )
         try:
             if cfg.simulator.enabled:
                 sim = cfg.simulator
@@ -336,7 +345,7 @@ async def submit_from_cli(
         submission = Submission(
             account=found,
             origin=Origin.CLI,
-            submitter=f"cli:{os.environ.get('USER', 'unknown')}",
+            submitter=f"cli:{_login_name()}",
             recipients=tuple(parsed),
             content=Content(text=text, subject=subject),
             options=Options(sender_id=sender_id, report=report),
@@ -351,6 +360,13 @@ async def submit_from_cli(
             raise GatewayError(f"the store did not take the message: {exc}") from exc
     finally:
         await store.close()
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 async def message_status(config: Config, message_id: str) -> dict[str, Any]:

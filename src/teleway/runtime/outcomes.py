@@ -27,14 +27,17 @@ FAILED_PART: dict[ReceiptState, DeliveryState] = {
     ReceiptState.DELETED: DeliveryState.CANCELLED,
     ReceiptState.UNKNOWN: DeliveryState.UNDELIVERABLE,
 }
+# receipt states that say "not yet": they never decide a delivery, nor hide a final part state
+INTERIM = frozenset({ReceiptState.ENROUTE, ReceiptState.ACCEPTED})
 
 
 class PartStore(Protocol):
     async def record_receipt(
-        self, candidates: Sequence[str], stat: str, now: datetime
+        self, candidates: Sequence[str], stat: str, now: datetime, *, interim: bool = False
     ) -> tuple[Delivery, list[str | None]] | None:
         """Mark the first stored upstream id among `candidates` with `stat`; return its delivery
-        and the stat of every part of that delivery (None: no receipt yet)."""
+        and the stat of every part of that delivery (None: no receipt yet). An `interim` stat
+        does not replace a part's stat already recorded."""
         ...
 
 
@@ -50,7 +53,9 @@ class Receipts:
     async def receipt(self, report: ReceiptReport) -> bool:
         now = self.clock.now()
         stat = report.state.stat_word
-        found = await self.parts.record_receipt(report.candidates, stat, now)
+        found = await self.parts.record_receipt(
+            report.candidates, stat, now, interim=report.state in INTERIM
+        )
         self.metrics.receipts.labels(report.upstream, stat, str(found is not None).lower()).inc()
         if found is None:
             return False

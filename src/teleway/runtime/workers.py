@@ -85,6 +85,8 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._slot_free = asyncio.Event()
+        self._run_done = asyncio.Event()  # set while run() is not running
+        self._run_done.set()
 
     def _channel_for(self, delivery: Delivery) -> Channel | None:
         for channel in self.channels:
@@ -93,7 +95,14 @@ class Dispatcher:
         return None
 
     async def run(self) -> None:
-        """Lease and dispatch until `stop()`; then wait for attempts in progress."""
+        """Lease and dispatch until `stop()`."""
+        self._run_done.clear()
+        try:
+            await self._lease_and_dispatch()
+        finally:
+            self._run_done.set()
+
+    async def _lease_and_dispatch(self) -> None:
         while not self._stopping.is_set():
             free = self.concurrency - len(self._tasks)
             ready = frozenset(d for c in self.channels if c.ready for d in c.devices)
@@ -142,14 +151,34 @@ class Dispatcher:
         Cancelled attempts keep their lease until it expires; then another worker (or this one
         after a restart) takes them over."""
         self._stopping.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        # a lease taken just before stop() still starts its attempts: wait for the loop first
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._run_done.wait(), timeout)
         if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            remaining = max(0.0, deadline - loop.time())
+            _, pending = await asyncio.wait(set(self._tasks), timeout=remaining)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
 
     async def _attempt(self, lease: Lease) -> None:
+        try:
+            await self._try(lease)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the store failed: the lease expires, the delivery is retried
+            log(
+                logger,
+                logging.ERROR,
+                "attempt not recorded; retried when its lease expires",
+                delivery=lease.delivery.id,
+                error=repr(exc),
+            )
+
+    async def _try(self, lease: Lease) -> None:
         delivery = lease.delivery
         channel = self._channel_for(delivery)
         message = await self.cache.get(delivery.message_id)

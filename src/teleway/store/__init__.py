@@ -64,12 +64,14 @@ async def open_store(
     *,
     migrate: bool = False,
     pool_size: int | None = None,
+    max_overflow: int = 0,
     max_pending: int = MAX_PENDING,
 ) -> Store:
     """Open the store at `url`; with `migrate`, upgrade its schema first, else check it is at
     head (raises SchemaMismatch). Raises StoreUnavailable when the database cannot be reached.
-    `max_pending` bounds the writes waiting for the group-commit writer (past it: StoreFull)."""
-    db = open_engine(url, pool_size=pool_size)
+    `pool_size` / `max_overflow`: see `engine.open_engine`. `max_pending` bounds the writes
+    waiting for the group-commit writer (past it: StoreFull)."""
+    db = open_engine(url, pool_size=pool_size, max_overflow=max_overflow)
     try:
         if migrate:
             await upgrade(db.url)

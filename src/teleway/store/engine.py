@@ -57,7 +57,7 @@ SQLITE_PRAGMAS = (
 
 # Reader threads/connections for SQLite (the writer holds one more). Reads are short lookups.
 SQLITE_POOL_SIZE = 4
-PG_POOL_SIZE = 10
+PG_POOL_SIZE = 16  # per process; PostgreSQL's default max_connections is 100
 
 # SQLSTATEs (PostgreSQL appendix A).
 PG_DISK_FULL = "53100"
@@ -117,7 +117,10 @@ class Database:
 
     @cached_property
     def reader(self) -> AsyncEngine:
-        """The async engine, for transactions that only read (no write lock on SQLite)."""
+        """The async engine, for connections that only read: no write lock on SQLite, and
+        autocommit on PostgreSQL (no BEGIN / ROLLBACK round trips around each lookup)."""
+        if self.is_postgresql:
+            return self.engine.execution_options(isolation_level="AUTOCOMMIT")
         return self.engine.execution_options(**{READ_ONLY_OPTION: True})
 
     async def read(self, query: Callable[[Connection], T]) -> T:
@@ -149,7 +152,9 @@ def normalise_url(url: str | URL) -> URL:
     """Pick the async driver for plain URLs (`sqlite:///x.db`, `postgresql://...`)."""
     parsed = make_url(url)
     backend = parsed.get_backend_name()
-    if backend == "sqlite" and parsed.get_driver_name() != "aiosqlite":
+    if backend == "postgres":  # the libpq spelling
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    elif backend == "sqlite" and parsed.get_driver_name() != "aiosqlite":
         parsed = parsed.set(drivername="sqlite+aiosqlite")
     elif backend == "postgresql" and parsed.get_driver_name() != "asyncpg":
         parsed = parsed.set(drivername="postgresql+asyncpg")
@@ -159,10 +164,17 @@ def normalise_url(url: str | URL) -> URL:
 
 
 def open_engine(
-    url: str | URL = DEFAULT_URL, *, pool_size: int | None = None, echo: bool = False
+    url: str | URL = DEFAULT_URL,
+    *,
+    pool_size: int | None = None,
+    max_overflow: int = 0,
+    echo: bool = False,
 ) -> Database:
     """Build the engines for `url` with teleway's durability and pool settings.
 
+    `pool_size`: connections kept open (SQLite: reader threads; the writer has its own).
+    `max_overflow`: extra PostgreSQL connections opened under load and closed after (0 by
+    default: opening one costs more than many transactions).
     SQLite: the file's directory is created if missing; in-memory databases are refused (the
     store needs several connections to one database). Nothing is connected yet.
     """
@@ -184,12 +196,10 @@ def open_engine(
         )
         _sqlite_hooks(sync_engine)
         return Database(parsed, engine, sync_engine, readers=size)
+    # No pre-ping (a round trip per checkout): a connection
+    # broken by a server restart fails one transaction with StoreUnavailable and is replaced.
     engine = create_async_engine(
-        parsed,
-        pool_size=pool_size or PG_POOL_SIZE,
-        max_overflow=pool_size or PG_POOL_SIZE,
-        pool_pre_ping=True,
-        echo=echo,
+        parsed, pool_size=pool_size or PG_POOL_SIZE, max_overflow=max_overflow, echo=echo
     )
     return Database(parsed, engine)
 

@@ -15,8 +15,11 @@ updates them inside one transaction that excludes other writers of the same rows
   row stays locked until our COMMIT.
 
 Every change of a row writes a `delivery_events` row in the same transaction. Updates are
-conditional on the state read in that transaction (`state = :seen AND state IN
-sources_of(to_state) [AND lease_owner = :worker]`), never blind writes.
+conditional (compare and set: `WHERE state = :seen [AND lease_owner = :worker]`, where `:seen`
+is one of `sources_of(to_state)`), never blind writes. When `to_state` can be reached from one
+state only (IN_FLIGHT -> DELIVERED) that state is `:seen` and the UPDATE alone decides;
+otherwise the row is read first in the same transaction (locked: `FOR UPDATE` on PostgreSQL,
+the write lock on SQLite) to learn which state the event comes from.
 
 A *released* delivery (`release()`: handed to an upstream that reports the outcome later) is
 IN_FLIGHT with no lease owner; its `next_attempt_at` then holds the time `expire_due` gives up
@@ -27,10 +30,12 @@ moves it on.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache, partial
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import JSON, String, Text, bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
 from teleway.core.lifecycle import InvalidTransition, sources_of
@@ -40,13 +45,67 @@ from teleway.store import tables
 from teleway.store.engine import Database
 from teleway.store.messages import merge_ids, record_upstream_ids
 from teleway.store.rows import delivery_from_row
-from teleway.store.writer import WorkSignal, Writer
+from teleway.store.writer import EventRows, WorkSignal, Writer
 
 S = DeliveryState
 _d = tables.deliveries
 _NON_FINAL = tuple(state for state in DeliveryState if state not in FINAL_STATES)
 MAX_LEASE = 1_000  # deliveries one lease() call takes at most
 EXPIRED_REASON = "validity period ended"
+
+
+# Statements of the per-delivery hot path, built once (building and hashing a SQLAlchemy
+# statement costs more than running it on SQLite).
+_SEEN = (
+    select(_d.c.state, _d.c.lease_owner, _d.c.upstream_ids)
+    .where(_d.c.id == bindparam("delivery_id"))
+    .with_for_update()
+)
+
+
+@cache
+def _update_statement(
+    *, with_worker: bool, keep_lease: bool, releases: bool, sets_upstream_ids: bool
+) -> Any:
+    """UPDATE ... WHERE id = :delivery_id AND state = :seen_state [AND lease_owner = :worker]
+    RETURNING *; optional values (NULL parameters) leave their column as it is."""
+    stamp = tables.Timestamp()
+    condition = [_d.c.id == bindparam("delivery_id"), _d.c.state == bindparam("seen_state")]
+    if with_worker:
+        condition.append(_d.c.lease_owner == bindparam("worker"))
+    # a released delivery keeps in next_attempt_at the end of its wait, valid_until by default
+    next_default = _d.c.valid_until if releases else _d.c.next_attempt_at
+    values: dict[str, Any] = {
+        "state": bindparam("to_state"),
+        "updated_at": bindparam("now", type_=stamp),
+        "next_attempt_at": func.coalesce(bindparam("next_attempt_at", type_=stamp), next_default),
+        "channel": func.coalesce(bindparam("channel", type_=String()), _d.c.channel),
+        "error": func.coalesce(bindparam("error", type_=Text()), _d.c.error),
+    }
+    if sets_upstream_ids:
+        values["upstream_ids"] = bindparam("upstream_ids", type_=JSON())
+    if not keep_lease:
+        values["lease_owner"] = None
+        values["lease_expires_at"] = None
+    return update(_d).where(*condition).values(**values).returning(*_d.c)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Change:
+    """One conditional change of a delivery (transition or release)."""
+
+    delivery_id: str
+    allowed: frozenset[DeliveryState]
+    worker: str | None
+    to_state: DeliveryState
+    now: datetime
+    reason: str
+    next_attempt_at: datetime | None
+    channel: str | None
+    error: str | None
+    upstream_ids: Sequence[str]
+    keep_lease: bool
+    releases: bool = False
 
 
 class SqlWorkQueue:
@@ -72,7 +131,7 @@ class SqlWorkQueue:
         expires = now + lease_for
         device_values = None if devices is None else sorted(str(d) for d in devices)
 
-        def job(connection: Connection) -> list[Lease]:
+        def job(connection: Connection, events: EventRows) -> list[Lease]:
             def due(query: Any) -> Any:
                 query = query.where(_d.c.valid_until > now)
                 if device_values is not None:
@@ -118,7 +177,6 @@ class SqlWorkQueue:
                 .returning(*_d.c)
             )
             by_id = {row["id"]: delivery_from_row(row) for row in result.mappings()}
-            events = []
             leases = []
             for row in rows:
                 delivery = by_id[row.id]
@@ -127,10 +185,9 @@ class SqlWorkQueue:
                     reason = f"lease of {row.lease_owner} expired; {reason}"
                 events.append(_event(row.id, now, S(row.state), S.IN_FLIGHT, reason))
                 leases.append(Lease(delivery=delivery, worker=worker, expires_at=expires))
-            connection.execute(tables.delivery_events.insert(), events)
             return leases
 
-        return await self._writer.write(job)
+        return await self._writer.write_logged(job)
 
     async def transition(
         self,
@@ -152,32 +209,21 @@ class SqlWorkQueue:
         sources = sources_of(to_state)
         if not sources:
             raise InvalidTransition(None, to_state)
-        values: dict[str, Any] = {"state": to_state.value, "updated_at": now}
-        if next_attempt_at is not None:
-            values["next_attempt_at"] = next_attempt_at
-        if channel is not None:
-            values["channel"] = channel
-        if error is not None:
-            values["error"] = error
-        if not keep_lease:
-            values["lease_owner"] = None
-            values["lease_expires_at"] = None
-
-        def job(connection: Connection) -> Delivery | None:
-            return self._change(
-                connection,
-                delivery_id,
-                allowed=sources,
-                worker=worker,
-                to_state=to_state,
-                values=values,
-                now=now,
-                reason=reason,
-                upstream_ids=upstream_ids or (),
-            )
-
+        change = _Change(
+            delivery_id=delivery_id,
+            allowed=sources,
+            worker=worker,
+            to_state=to_state,
+            now=now,
+            reason=reason,
+            next_attempt_at=next_attempt_at,
+            channel=channel,
+            error=error,
+            upstream_ids=upstream_ids or (),
+            keep_lease=keep_lease,
+        )
         wakes = to_state is S.QUEUED and (next_attempt_at is None or next_attempt_at <= now)
-        return await self._writer.write(job, wakes=wakes)
+        return await self._writer.write_logged(partial(self._change, change), wakes=wakes)
 
     async def release(
         self,
@@ -193,81 +239,76 @@ class SqlWorkQueue:
         """See `core.ports.WorkQueue.release`: stays IN_FLIGHT (an IN_FLIGHT -> IN_FLIGHT event
         records `reason`), the lease is cleared and `next_attempt_at` holds the end of the wait
         (`wait_until`, default `valid_until`)."""
-        values: dict[str, Any] = {
-            "updated_at": now,
-            "lease_owner": None,
-            "lease_expires_at": None,
-            "next_attempt_at": _d.c.valid_until if wait_until is None else wait_until,
-        }
-        if channel is not None:
-            values["channel"] = channel
-
-        def job(connection: Connection) -> Delivery | None:
-            return self._change(
-                connection,
-                delivery_id,
-                allowed=frozenset({S.IN_FLIGHT}),
-                worker=worker,
-                to_state=S.IN_FLIGHT,
-                values=values,
-                now=now,
-                reason=reason,
-                upstream_ids=upstream_ids,
-            )
-
-        return await self._writer.write(job)
+        change = _Change(
+            delivery_id=delivery_id,
+            allowed=frozenset({S.IN_FLIGHT}),
+            worker=worker,
+            to_state=S.IN_FLIGHT,
+            now=now,
+            reason=reason,
+            next_attempt_at=wait_until,
+            channel=channel,
+            error=None,
+            upstream_ids=upstream_ids,
+            keep_lease=False,
+            releases=True,
+        )
+        return await self._writer.write_logged(partial(self._change, change))
 
     def _change(
-        self,
-        connection: Connection,
-        delivery_id: str,
-        *,
-        allowed: frozenset[DeliveryState],
-        worker: str | None,
-        to_state: DeliveryState,
-        values: dict[str, Any],
-        now: datetime,
-        reason: str,
-        upstream_ids: Sequence[str],
+        self, change: _Change, connection: Connection, events: EventRows
     ) -> Delivery | None:
-        """Read the row (locked), check the conditions, update it conditionally, add the event."""
-        seen = (
-            connection.execute(
-                select(_d.c.state, _d.c.lease_owner, _d.c.upstream_ids)
-                .where(_d.c.id == delivery_id)
-                .with_for_update()
+        """Read the row (locked), check the conditions, update it conditionally (compare and
+        set on the state read), add the event."""
+        parameters: dict[str, Any] = {
+            "delivery_id": change.delivery_id,
+            "worker": change.worker,
+            "to_state": change.to_state.value,
+            "now": change.now,
+            "next_attempt_at": change.next_attempt_at,
+            "channel": change.channel,
+            "error": change.error,
+        }
+        if len(change.allowed) == 1 and not change.upstream_ids:
+            # One state it can come from (e.g. IN_FLIGHT -> DELIVERED): the conditional UPDATE
+            # alone decides, no need to read the row first.
+            (from_state,) = change.allowed
+            parameters["seen_state"] = from_state.value
+        else:
+            seen = connection.execute(_SEEN, {"delivery_id": change.delivery_id}).first()
+            if seen is None:
+                return None
+            from_state = S(seen.state)
+            if from_state not in change.allowed:
+                return None
+            if change.worker is not None and seen.lease_owner != change.worker:
+                return None
+            parameters["seen_state"] = from_state.value
+            if change.upstream_ids:
+                parameters["upstream_ids"] = merge_ids(seen.upstream_ids, change.upstream_ids)
+        statement = _update_statement(
+            with_worker=change.worker is not None,
+            keep_lease=change.keep_lease,
+            releases=change.releases,
+            sets_upstream_ids="upstream_ids" in parameters,
+        )
+        row = connection.execute(statement, parameters).mappings().first()
+        if row is None:  # gone, or not in the state / lease the change needs
+            return None
+        events.append(
+            _event(change.delivery_id, change.now, from_state, change.to_state, change.reason)
+        )
+        if change.upstream_ids:
+            record_upstream_ids(
+                self._db, connection, change.delivery_id, change.upstream_ids, change.now
             )
-        ).first()
-        if seen is None:
-            return None
-        from_state = S(seen.state)
-        if from_state not in allowed or (worker is not None and seen.lease_owner != worker):
-            return None
-        if upstream_ids:
-            values = {**values, "upstream_ids": merge_ids(seen.upstream_ids, upstream_ids)}
-        condition = [_d.c.id == delivery_id, _d.c.state == from_state.value]
-        if worker is not None:
-            condition.append(_d.c.lease_owner == worker)
-        row = (
-            connection.execute(update(_d).where(*condition).values(**values).returning(*_d.c))
-            .mappings()
-            .first()
-        )
-        if row is None:  # the row is locked, so this means a bug, not a lost race
-            return None
-        connection.execute(
-            tables.delivery_events.insert(),
-            [_event(delivery_id, now, from_state, to_state, reason)],
-        )
-        if upstream_ids:
-            record_upstream_ids(self._db, connection, delivery_id, upstream_ids, now)
         return delivery_from_row(row)
 
     async def expire_due(self, *, now: datetime, limit: int = 1000) -> list[Delivery]:
         if limit <= 0:
             return []
 
-        def job(connection: Connection) -> list[Delivery]:
+        def job(connection: Connection, events: EventRows) -> list[Delivery]:
             picked = select(_d.c.id, _d.c.state, _d.c.lease_owner)
             groups = (
                 # queued until the end of their validity
@@ -310,24 +351,14 @@ class SqlWorkQueue:
                 .returning(*_d.c)
             )
             by_id = {row["id"]: delivery_from_row(row) for row in result.mappings()}
-            connection.execute(
-                tables.delivery_events.insert(),
-                [
-                    _event(
-                        row.id,
-                        now,
-                        S(row.state),
-                        S.EXPIRED,
-                        EXPIRED_REASON
-                        if row.state == S.QUEUED.value or row.lease_owner is not None
-                        else "no outcome reported before the wait ended",
-                    )
-                    for row in rows
-                ],
-            )
+            for row in rows:
+                reason = EXPIRED_REASON
+                if row.state == S.IN_FLIGHT.value and row.lease_owner is None:
+                    reason = "no outcome reported before the wait ended"
+                events.append(_event(row.id, now, S(row.state), S.EXPIRED, reason))
             return [by_id[row.id] for row in rows]
 
-        return await self._writer.write(job)
+        return await self._writer.write_logged(job)
 
     async def wait_for_work(self, timeout: float) -> None:
         """SQLite: woken by commits of this process, other processes' work is found by the
@@ -356,11 +387,12 @@ def _event(
     from_state: DeliveryState | None,
     to_state: DeliveryState,
     reason: str,
-) -> dict[str, Any]:
-    return {
-        "delivery_id": delivery_id,
-        "at": at,
-        "from_state": None if from_state is None else from_state.value,
-        "to_state": to_state.value,
-        "reason": reason,
-    }
+) -> tuple[Any, ...]:
+    """A delivery_events row in EVENT_COLUMNS order, as the writer inserts it."""
+    return (
+        delivery_id,
+        at.timestamp(),
+        None if from_state is None else from_state.value,
+        to_state.value,
+        reason,
+    )

@@ -20,11 +20,14 @@ class PartOutcomes:
         self._writer = writer
 
     async def record_receipt(
-        self, candidates: Sequence[str], stat: str, now: datetime
+        self, candidates: Sequence[str], stat: str, now: datetime, *, interim: bool = False
     ) -> tuple[Delivery, list[str | None]] | None:
         """Mark the first stored upstream id among `candidates` with the receipt's `stat`;
         return its delivery and the stat of every part of that delivery in part order (None:
-        no receipt yet). None when no candidate is stored (yet)."""
+        no receipt yet). None when no candidate is stored (yet).
+
+        An `interim` stat (ENROUTE, ACCEPTD) is only kept for a part without any stat yet:
+        receipts may arrive out of order, and a late interim one must not hide a final one."""
         u, d = tables.upstream_refs, tables.deliveries
 
         def job(connection: Connection) -> tuple[Delivery, list[str | None]] | None:
@@ -36,9 +39,10 @@ class PartOutcomes:
                     break
             else:
                 return None
-            connection.execute(
-                update(u).where(u.c.upstream_id == candidate).values(state=stat, updated_at=now)
-            )
+            change = update(u).where(u.c.upstream_id == candidate)
+            if interim:
+                change = change.where(u.c.state.is_(None))
+            connection.execute(change.values(state=stat, updated_at=now))
             states = [
                 row.state
                 for row in connection.execute(

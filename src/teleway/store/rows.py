@@ -20,9 +20,9 @@ from teleway.core.model import (
 )
 
 # The new rows of a message go to the database as positional tuples through the driver's
-# executemany (store.writer): this is the gateway's hottest write path, and skipping
-# SQLAlchemy's per-row parameter processing roughly halves its cost. The values are therefore
-# converted here exactly as tables.py's types would: Timestamp -> epoch seconds, JSON -> text.
+# executemany (store.writer): this is the gateway's hottest write path, so the values are
+# converted once, here, instead of by SQLAlchemy's per-row parameter processing, exactly as
+# tables.py's types would convert them: Timestamp -> epoch seconds, JSON -> text.
 # tests/store/test_store_messages.py checks these column lists against tables.py.
 MESSAGE_COLUMNS = (
     "id", "account_id", "origin", "submitter", "subject", "text", "data_coding", "raw",
@@ -41,12 +41,23 @@ _DEFAULT_OPTIONS = Options()
 _DEFAULT_OPTIONS_JSON = _dumps(_DEFAULT_OPTIONS.to_dict())  # most messages: a fraction of dumps()
 
 
+_last_epoch: tuple[datetime | None, float] = (None, 0.0)
+
+
 def _epoch(value: datetime | None) -> float | None:
+    """Epoch seconds of an aware datetime. accept() stamps a message, its deliveries and events
+    with one `now` object: the last conversion is remembered (one tuple, swapped atomically)."""
+    global _last_epoch
     if value is None:
         return None
+    last = _last_epoch
+    if value is last[0]:
+        return last[1]
     if value.tzinfo is None:
         raise ValueError("naive datetime given to the store")
-    return value.timestamp()
+    seconds = value.timestamp()
+    _last_epoch = (value, seconds)
+    return seconds
 
 
 def message_values(message: Message) -> tuple[Any, ...]:
@@ -69,7 +80,7 @@ def message_values(message: Message) -> tuple[Any, ...]:
     return (
         message.id,
         message.account_id,
-        message.origin.value,
+        message.origin,  # StrEnum: a str the drivers bind as text
         message.submitter,
         content.subject,
         content.text,
@@ -90,8 +101,8 @@ def delivery_values(delivery: Delivery) -> tuple[Any, ...]:
         delivery.account_id,
         delivery.seq,
         delivery.recipient,
-        delivery.device.value,
-        delivery.state.value,
+        delivery.device,
+        delivery.state,
         delivery.attempts,
         _epoch(delivery.next_attempt_at),
         _epoch(delivery.valid_until),
@@ -109,8 +120,8 @@ def event_values(event: DeliveryEvent) -> tuple[Any, ...]:
     return (
         event.delivery_id,
         _epoch(event.at),
-        None if event.from_state is None else event.from_state.value,
-        event.to_state.value,
+        event.from_state,
+        event.to_state,
         event.reason,
     )
 

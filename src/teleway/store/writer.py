@@ -6,8 +6,9 @@ everything submitted while that transaction runs waits, and the next transaction
 (up to `max_batch_rows`). So batches grow with the load by themselves, a lone caller is not kept
 waiting for company, and the event loop prepares the next batch while the current one commits.
 
-A batch is ONE transaction: the new rows of all its messages as three `executemany` inserts,
-then each queue write (a function of the connection) in arrival order, then COMMIT. Only after
+A batch is ONE transaction: the new rows of all its messages as three bulk inserts, then each
+queue write (a function of the connection) in arrival order, then the delivery events those
+wrote, then COMMIT. Only after
 the COMMIT returned is each caller's future resolved. On SQLite that turns N fsyncs into one; on
 PostgreSQL it turns N round trips and commits into a few.
 
@@ -39,6 +40,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
@@ -57,7 +59,12 @@ from teleway.store.rows import DELIVERY_COLUMNS, EVENT_COLUMNS, MESSAGE_COLUMNS
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+EventRows = list[tuple[Any, ...]]
 Job = Callable[[Connection], T]
+"""A write: runs inside the writer's transaction."""
+LoggingJob = Callable[[Connection, EventRows], T]
+"""A write that may also append delivery_events rows (values in `store.rows.EVENT_COLUMNS`
+order); the writer inserts all of a transaction's events with one executemany before COMMIT."""
 Outcome = tuple[bool, Any]  # (True, result) or (False, exception)
 
 WORK_CHANNEL = "teleway_work"  # PostgreSQL LISTEN/NOTIFY channel for "new work may be due"
@@ -76,7 +83,7 @@ class _Pending:
         message: tuple[Any, ...] | None = None,
         deliveries: list[tuple[Any, ...]] | None = None,
         events: list[tuple[Any, ...]] | None = None,
-        job: Job[Any] | None = None,
+        job: LoggingJob[Any] | None = None,
         wakes: bool = False,
     ) -> None:
         self.future = future
@@ -209,6 +216,10 @@ class Writer:
 
         `wakes`: the job may make work due: signal `wait_for_work` callers after the commit (and
         NOTIFY other nodes in the same transaction on PostgreSQL)."""
+        return await self.write_logged(lambda connection, _events: job(connection), wakes=wakes)
+
+    async def write_logged(self, job: LoggingJob[T], *, wakes: bool = False) -> T:
+        """`write` for jobs that also record delivery events (see `LoggingJob`)."""
         if self._db.is_sqlite:
             future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
             self._submit(_Pending(future, job=job, wakes=wakes))
@@ -352,26 +363,43 @@ class Writer:
         """One transaction: the new messages' rows, then the jobs in order, then COMMIT."""
         with connection.begin():
             messages = [item.message for item in batch if item.message is not None]
+            events: EventRows = []
             if messages:
-                connection.exec_driver_sql(self._insert_messages, messages)
+                self._insert(connection, self._insert_messages, messages)
                 deliveries = [row for item in batch for row in item.deliveries]
                 if deliveries:
-                    connection.exec_driver_sql(self._insert_deliveries, deliveries)
+                    self._insert(connection, self._insert_deliveries, deliveries)
                 events = [row for item in batch for row in item.events]
-                if events:
-                    connection.exec_driver_sql(self._insert_events, events)
-            results = [None if item.job is None else item.job(connection) for item in batch]
+            results = [None if item.job is None else item.job(connection, events) for item in batch]
+            if events:
+                self._insert(connection, self._insert_events, events)
             if self._notify and any(item.wakes for item in batch):
                 connection.exec_driver_sql(f"NOTIFY {WORK_CHANNEL}")
         return results
 
-    async def _write_alone(self, job: Job[T], *, wakes: bool) -> T:
+    def _insert(self, connection: Connection, insert: str, rows: list[tuple[Any, ...]]) -> None:
+        """Insert rows. asyncpg: its executemany (one pipelined round trip). sqlite3: multi-row
+        INSERT statements of 2**k rows, because its executemany releases and retakes the GIL
+        around every row, and each retake can wait for the event loop thread's switch interval
+        (5 ms): the writer thread then crawls exactly when the loop is busiest."""
+        if self._db.is_postgresql:
+            connection.exec_driver_sql(insert, rows)
+            return
+        width = len(rows[0])
+        start = 0
+        while start < len(rows):
+            size = _chunk(len(rows) - start, SQLITE_MAX_VARIABLES // width)
+            values = tuple(v for row in rows[start : start + size] for v in row)
+            connection.exec_driver_sql(_multirow(insert, size), values)
+            start += size
+
+    async def _write_alone(self, job: LoggingJob[T], *, wakes: bool) -> T:
         """PostgreSQL: one job, its own transaction on a pooled connection."""
         for attempt in range(CONFLICT_ATTEMPTS):
             try:
                 with store_errors():
                     async with self._db.engine.begin() as connection:
-                        result = await connection.run_sync(job)
+                        result = await connection.run_sync(self._run_alone, job)
                         if wakes:
                             await connection.exec_driver_sql(f"NOTIFY {WORK_CHANNEL}")
             except ConflictRetry:
@@ -382,6 +410,13 @@ class Writer:
                 self._signal.notify()
             return result
         raise AssertionError("unreachable")
+
+    def _run_alone(self, connection: Connection, job: LoggingJob[T]) -> T:
+        events: EventRows = []
+        result = job(connection, events)
+        if events:
+            self._insert(connection, self._insert_events, events)
+        return result
 
     async def close(self) -> None:
         """Commit what is pending, then close the writer's connection and thread."""
@@ -412,3 +447,21 @@ def _insert_sql(table: str, columns: tuple[str, ...], db: Database) -> str:
     else:
         marks = ", ".join("?" for _ in columns)
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+
+
+SQLITE_MAX_VARIABLES = 32_766  # SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32
+SQLITE_MAX_CHUNK = 256  # rows in one multi-row INSERT
+
+
+def _chunk(remaining: int, most: int) -> int:
+    """The largest power of two <= remaining, most and SQLITE_MAX_CHUNK (few distinct
+    statements for sqlite3's statement cache)."""
+    limit = min(remaining, most, SQLITE_MAX_CHUNK)
+    return 1 << (limit.bit_length() - 1)
+
+
+@cache
+def _multirow(insert: str, rows: int) -> str:
+    """`INSERT ... VALUES (?, ...)` for `rows` rows."""
+    head, _, one = insert.partition(" VALUES ")
+    return f"{head} VALUES {', '.join([one] * rows)}"

@@ -111,8 +111,6 @@ class InMemoryStore:
         for delivery in deliveries:
             self.deliveries[delivery.id] = delivery
             self.events.setdefault(delivery.id, [])
-            for upstream_id in delivery.upstream_ids:
-                self.upstream[upstream_id] = delivery.id
         for event in events:
             self.events.setdefault(event.delivery_id, []).append(event)
         if any(d.state is S.QUEUED and d.next_attempt_at <= message.created_at for d in deliveries):

@@ -7,6 +7,14 @@ as DELIVRD with probability `success_ratio`, else UNDELIV. Receipts go to a rece
 transceiver bind of the same system_id and wait for one when none is bound. Every accepted
 submit is appended to an optional JSON-lines journal (fsynced), so tests can count deliveries
 across gateway restarts.
+
+Misbehaviour on demand, for tests of the gateway's error handling:
+
+* `throttle_every=N` answers every Nth submit with ESME_RTHROTTLED (a temporary refusal);
+* `reject_destinations` lists destination addresses (as in destination_addr, no "+") whose
+  submits are refused with ESME_RINVDSTADR (a permanent refusal); nothing is recorded for them.
+
+`stats.messages` keeps the last `MAX_RECORDS` accepted submits (the journal keeps them all).
 """
 
 from __future__ import annotations
@@ -23,9 +31,10 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from teleway.proto.smpp.constants import CommandStatus, EsmClass, Tag
+from teleway.proto.smpp.errors import SmppError
 from teleway.proto.smpp.pdu import (
     BindReceiver,
     BindTransceiver,
@@ -37,10 +46,15 @@ from teleway.proto.smpp.pdu import (
 )
 from teleway.proto.smpp.session import Role, Session
 from teleway.proto.smpp.tlv import Tlv
+from teleway.proto.sms.alphabets import decode_text, encoding_for_data_coding
 from teleway.proto.sms.receipt import ReceiptState, build_receipt_text
 from teleway.transport.smpp import LinkClosed, ResponseTimedOut, SmppLink
 
 logger = logging.getLogger("teleway.simulator")
+
+MAX_RECORDS = 100_000  # accepted submits kept in memory (stats.messages); the journal has all
+RECEIPT_RETRY_SECONDS = 1.0  # a receipt no receiver took is offered again after this long
+MAX_PENDING_RECEIPTS = 100_000  # receipts waiting for a receiver; beyond, the oldest are dropped
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +69,8 @@ class SimulatorSettings:
     seed: int | None = None
     id_format: str = "hex"  # "hex" or "decimal" message ids, as real SMSCs differ
     throttle_every: int = 0  # answer every Nth submit with ESME_RTHROTTLED (0: never)
+    # destination_addr values refused with ESME_RINVDSTADR (a permanent error)
+    reject_destinations: frozenset[str] = frozenset()
 
 
 @dataclass(kw_only=True)
@@ -72,7 +88,8 @@ class SimulatorStats:
     submits: int = 0
     receipts_sent: int = 0
     bind_failures: int = 0
-    messages: list[dict[str, object]] = field(default_factory=list)
+    rejected: int = 0  # submits refused for a destination in reject_destinations
+    messages: deque[dict[str, object]] = field(default_factory=lambda: deque(maxlen=MAX_RECORDS))
 
 
 class SmscSimulator:
@@ -84,20 +101,27 @@ class SmscSimulator:
         self._server: asyncio.Server | None = None
         self._links: set[SmppLink] = set()
         self._receivers: list[SmppLink] = []
-        self._receipts: deque[_Pending] = deque()
+        self._receipts: deque[_Pending] = deque(maxlen=MAX_PENDING_RECEIPTS)
         self._receipt_ready = asyncio.Event()
-        self._journal = settings.journal.open("a", encoding="utf-8") if settings.journal else None
+        self._journal: TextIO | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._port: int | None = None
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        """The port listened on (the one the system chose when settings.port is 0)."""
+        assert self._port is not None, "the simulator has not been started"
+        return self._port
 
     async def start(self) -> None:
+        """Listen and send receipts. May be called again after `stop()`: it listens on the
+        same port again (the one chosen the first time when settings.port is 0)."""
+        if self.settings.journal is not None and self._journal is None:
+            self._journal = self.settings.journal.open("a", encoding="utf-8")
         self._server = await asyncio.start_server(
-            self._connected, self.settings.host, self.settings.port
+            self._connected, self.settings.host, self._port or self.settings.port
         )
+        self._port = int(self._server.sockets[0].getsockname()[1])
         self._spawn(self._send_receipts())
         logger.info("SMSC simulator listening on %s:%d", self.settings.host, self.port)
 
@@ -158,17 +182,27 @@ class SmscSimulator:
         self.stats.submits += 1
         if every and self.stats.submits % every == 0:
             return pdu.response(command_status=CommandStatus.ESME_RTHROTTLED)
+        if pdu.destination_addr in self.settings.reject_destinations:
+            self.stats.rejected += 1
+            return pdu.response(command_status=CommandStatus.ESME_RINVDSTADR)
         message_id = self._new_message_id()
         now = datetime.now(UTC)
+        sar = [pdu.tlv(tag) for tag in _SAR_TAGS]
         record: dict[str, object] = {
             "message_id": message_id,
             "at": now.isoformat(),
+            "command": pdu.command_name,
             "source_addr": pdu.source_addr,
+            "source_addr_ton": pdu.source_addr_ton,
+            "source_addr_npi": pdu.source_addr_npi,
             "destination_addr": pdu.destination_addr,
             "data_coding": pdu.data_coding,
             "esm_class": pdu.esm_class,
+            "registered_delivery": pdu.registered_delivery,
             "short_message": (pdu.short_message.hex() if isinstance(pdu, SubmitSm) else ""),
             "payload": _payload(pdu).hex(),
+            # sar_msg_ref_num, sar_total_segments, sar_segment_seqnum (SMPP v3.4 5.3.2.22-24)
+            "sar": sar if all(isinstance(v, int) for v in sar) else None,
         }
         self.stats.messages.append(record)
         if self._journal is not None:
@@ -215,7 +249,7 @@ class SmscSimulator:
             done_date=datetime.now(UTC),
             stat=pending.state,
             err=0 if pending.state is ReceiptState.DELIVERED else 1,
-            text=_payload(pdu).decode("latin-1", "replace"),
+            text=_original_text(pdu),
         )
         receipt = DeliverSm(
             source_addr_ton=pdu.dest_addr_ton,
@@ -232,17 +266,41 @@ class SmscSimulator:
             ),
         )
         for link in list(self._receivers):
+            if link.closed or not link.session.bound:
+                continue  # unbinding or gone: it may no longer receive deliver_sm
             try:
                 response = await link.request(receipt)
-            except (LinkClosed, ResponseTimedOut):
+            except (LinkClosed, ResponseTimedOut, SmppError) as exc:
+                logger.info("receipt %s not delivered on a link: %s", pending.message_id, exc)
                 continue
+            except asyncio.CancelledError:  # stop(): keep it for a restart
+                self._receipts.appendleft(pending)
+                raise
             if response.command_status == 0:
                 self.stats.receipts_sent += 1
                 return
         # nobody took it: keep it for the next bind
-        pending.due = time.monotonic() + 1.0
+        pending.due = time.monotonic() + RECEIPT_RETRY_SECONDS
         self._receipts.append(pending)
         self._receipt_ready.set()
+
+
+_SAR_TAGS = (Tag.SAR_MSG_REF_NUM, Tag.SAR_TOTAL_SEGMENTS, Tag.SAR_SEGMENT_SEQNUM)
+
+
+def _original_text(pdu: SubmitSm | DataSm) -> str:
+    """The submitted text for the receipt's `text:` field (Appendix B: its first 20
+    characters): UDH removed, decoded by data_coding; binary shown as Latin-1."""
+    data = _payload(pdu)
+    if pdu.esm_class & EsmClass.UDHI and data:
+        data = data[1 + data[0] :]
+    try:
+        encoding = encoding_for_data_coding(pdu.data_coding)
+    except ValueError:
+        encoding = None
+    if encoding is None:
+        return data.decode("latin-1")
+    return decode_text(data, encoding)
 
 
 def _payload(pdu: SubmitSm | DataSm) -> bytes:

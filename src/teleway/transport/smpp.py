@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from teleway.proto.smpp.errors import SmppError
 from teleway.proto.smpp.pdu import Pdu, Unbind
 from teleway.proto.smpp.session import (
+    RESPONSE_OF,
     Event,
     InactivityTimeout,
     LinkDead,
@@ -36,6 +37,9 @@ logger = logging.getLogger("teleway.smpp.link")
 
 #: The application's answer to a peer request: the response PDU, or None to send none (yet).
 RequestHandler = Callable[["SmppLink", Pdu], Awaitable[Pdu | None]]
+#: Awaited by `SmppLink.request` once a window slot is free, just before the request is sent
+#: (an upstream's throughput limit): pacing inside the slot keeps the limit exact on the wire.
+Pacer = Callable[[], Awaitable[None]]
 
 READ_SIZE = 65536
 
@@ -75,20 +79,33 @@ class SmppLink:
 
     # ---- sending -------------------------------------------------------------------------
 
-    async def request(self, pdu: Pdu) -> Pdu:
+    async def request(self, pdu: Pdu, *, pace: Pacer | None = None) -> Pdu:
         """Send a request and return the peer's response (any command_status).
 
-        Waits for a free slot when the window is full. Raises LinkClosed, ResponseTimedOut, or
-        SmppError(ESME_RINVBNDSTS) when the session state does not allow the request."""
+        Waits for a free slot when the window is full; then awaits `pace` (if given) right
+        before sending. Raises LinkClosed, ResponseTimedOut, or SmppError: ESME_RINVBNDSTS when
+        the session state does not allow the request, or the decoding error of a response that
+        could not be read (the request's fate is then unknown, as after a timeout).
+
+        A request that has no response (outbind, alert_notification) returns itself, as sent,
+        once it is written."""
         while True:
             if self._closed.is_set():
                 raise LinkClosed(f"{self.name}: connection closed")
+            if pace is not None and self.session.can_send(pdu.command_id):
+                await pace()
+                if self._closed.is_set():
+                    raise LinkClosed(f"{self.name}: connection closed")
             try:
                 sent = self.session.send(pdu, self.clock())
                 break
             except WindowFull:
                 self._slot_free.clear()
                 await self._slot_free.wait()
+        if sent.command_id not in RESPONSE_OF:
+            self._flush()
+            await self._drain()
+            return sent
         future: asyncio.Future[Pdu] = asyncio.get_running_loop().create_future()
         self._pending[sent.sequence_number] = future
         self._flush()
@@ -102,6 +119,10 @@ class SmppLink:
             return
         self.session.send(response, self.clock())
         self._flush()
+        if self.session.state is SessionState.CLOSED:
+            # this answer completed a peer's unbind (spec 4.2): the session is over even if
+            # the peer keeps the connection open
+            self.writer.close()
 
     def _flush(self) -> None:
         data = self.session.data_to_send()
@@ -175,7 +196,12 @@ class SmppLink:
             elif isinstance(event, ProtocolBroken):
                 logger.warning("%s: framing lost (%s), closing", self.name, event.error)
                 self.writer.close()
-            elif isinstance(event, RejectedRequest | MalformedPdu | UnexpectedResponse):
+            elif isinstance(event, MalformedPdu):
+                logger.info("%s: %s", self.name, event)
+                if event.request is not None:
+                    # an unreadable answer to one of ours: it left the window, fate unknown
+                    self._fail(event.request.sequence_number, event.error)
+            elif isinstance(event, RejectedRequest | UnexpectedResponse):
                 logger.info("%s: %s", self.name, event)
 
     async def _answer(self, pdu: Pdu) -> None:

@@ -20,14 +20,15 @@ from typing import Protocol
 from teleway.channels.sms.upstream import NotBound, Upstream, UpstreamSettings
 from teleway.core.model import Account, Delivery, Device, LongSmsPolicy, Message
 from teleway.core.outcome import Outcome, PermanentFailure, Submitted, TemporaryFailure
-from teleway.core.ports import AccountDirectory
+from teleway.core.ports import AccountDirectory, Clock
 from teleway.core.templates import sms_text
 from teleway.proto.smpp.constants import CommandStatus, EsmClass, Tag, esm_message_type, status_name
+from teleway.proto.smpp.errors import SmppError
 from teleway.proto.smpp.pdu import DataSm, DeliverSm, SubmitSm
 from teleway.proto.smpp.tlv import Tlv
 from teleway.proto.sms.errors import SmsError
 from teleway.proto.sms.receipt import ReceiptState, parse_receipt_text
-from teleway.proto.sms.segments import plan_segments
+from teleway.proto.sms.segments import Concat, SegmentPlan, plan_segments
 from teleway.transport.smpp import LinkClosed, ResponseTimedOut
 
 logger = logging.getLogger("teleway.sms")
@@ -65,13 +66,18 @@ def canonical_id(upstream: str, message_id: str) -> str:
 
 
 def candidate_ids(upstream: str, message_id: str) -> list[str]:
-    """Stored forms a receipt's id may match, the literal one first (hex/decimal tolerant)."""
+    """Stored forms a receipt's id may match, the literal one first (hex/decimal tolerant,
+    leading zeros and case ignored, a "0x" prefix read as hex)."""
     given = message_id.strip().lower()
     forms = [given]
-    if given and all(c in "0123456789abcdef" for c in given):
-        if given.isdigit():
-            forms.append(format(int(given), "x"))
-        forms.append(str(int(given, 16)))
+    body = given
+    if given.startswith("0x") and len(given) > 2:
+        body = given[2:]
+        forms.append(body)
+    if body and all(c in "0123456789abcdef" for c in body):
+        if body.isdigit() and body is given:
+            forms.append(format(int(body), "x"))
+        forms.append(str(int(body, 16)))
     return list(dict.fromkeys(canonical_id(upstream, f) for f in forms))
 
 
@@ -100,10 +106,12 @@ class SmsChannel:
         upstreams: Sequence[Upstream],
         accounts: AccountDirectory,
         rng: random.Random | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.upstreams = list(upstreams)
         self.accounts = accounts
         self.rng = rng or random.Random()
+        self.clock = clock  # for retry_at after a "slow down" answer; None: the system clock
         self._reference = self.rng.randrange(256)
         self.sink: ReceiptSink | None = None
         self._account_cache: dict[int, tuple[float, Account]] = {}
@@ -146,7 +154,9 @@ class SmsChannel:
             responses = await upstream.submit_parts(parts)
         except NotBound:
             return TemporaryFailure(reason=f"{upstream.name} not bound", channel=self.name)
-        except (LinkClosed, ResponseTimedOut, ConnectionError) as exc:
+        except (LinkClosed, ResponseTimedOut, ConnectionError, SmppError) as exc:
+            # the link failed mid-way (an unreadable response included): the parts' fate is
+            # unknown, the whole message is tried again (at-least-once)
             return TemporaryFailure(reason=f"{upstream.name}: {exc}", channel=self.name)
         ids = [
             canonical_id(upstream.name, r.message_id)
@@ -166,7 +176,8 @@ class SmsChannel:
                 reason=f"{upstream.name} refused: {word}", channel=self.name, code=word
             )
         if last in SLOW_DOWN:
-            retry_at = datetime.now(UTC) + timedelta(seconds=1 + self.rng.random())
+            now = self.clock.now() if self.clock is not None else datetime.now(UTC)
+            retry_at = now + timedelta(seconds=1 + self.rng.random())
             return TemporaryFailure(
                 reason=f"{upstream.name}: {word}", channel=self.name, retry_at=retry_at
             )
@@ -193,42 +204,47 @@ class SmsChannel:
         text = sms_text(message, settings, delivery.recipient)
         self._reference = (self._reference + 1) % 65536
         reference = self._reference % 256 if s.concat == "udh8" else self._reference
-        plan = plan_segments(
-            text,
-            concat=s.concat,
-            reference=reference,
-            max_parts=settings.max_sms_parts,
-            gsm_packed=s.gsm_packed,
-            gsm_data_coding=s.data_coding_gsm,
-        )
-        if plan.total_parts > 1 and settings.long_sms_policy is LongSmsPolicy.REJECT:
-            return PermanentFailure(
-                reason=f"text needs {plan.total_parts} SMS parts and the account allows one",
-                channel=self.name,
-                rejected=True,
-            )
-        if plan.total_parts > 1 and settings.long_sms_policy is LongSmsPolicy.TRUNCATE:
-            plan = plan_segments(
+
+        def plan_for(text: str, max_parts: int, concat: str = s.concat) -> SegmentPlan:
+            return plan_segments(
                 text,
-                concat=s.concat,
-                reference=reference,
-                max_parts=1,
+                concat=concat,
+                reference=reference if concat == s.concat else 0,
+                max_parts=max_parts,
                 gsm_packed=s.gsm_packed,
                 gsm_data_coding=s.data_coding_gsm,
             )
-        if plan.exceeds_max_parts:
+
+        plan = plan_for(text, settings.max_sms_parts)
+        needed = plan.total_parts  # SMS the text takes on air
+        if plan.concat is Concat.PAYLOAD:  # one submit, but the SMSC cuts it into UDH parts
+            needed = plan_for(text, 255, "udh8").total_parts
+        if needed > 1 and settings.long_sms_policy is LongSmsPolicy.REJECT:
             return PermanentFailure(
-                reason=f"text needs {plan.total_parts} SMS parts, the account allows {settings.max_sms_parts}",
+                reason=f"text needs {needed} SMS parts and the account allows one",
+                channel=self.name,
+                rejected=True,
+            )
+        if needed > 1 and settings.long_sms_policy is LongSmsPolicy.TRUNCATE:
+            # the longest start of the text that fits one SMS on its own (no header): the first
+            # full-size part of a SAR plan, which never splits an escape or a surrogate pair;
+            # 160 characters always hold at least one part's worth
+            first = plan_for(text[:160], 255, "sar").parts[0].text
+            plan = plan_for(first, 1)
+        elif plan.exceeds_max_parts or needed > settings.max_sms_parts:
+            return PermanentFailure(
+                reason=f"text needs {needed} SMS parts, the account allows {settings.max_sms_parts}",
                 channel=self.name,
                 rejected=True,
             )
         parts: list[SubmitSm] = []
         for segment in plan.parts:
-            if plan.concat == "payload":
+            if plan.concat is Concat.PAYLOAD:
+                # short_message of a payload plan has no header: the text, packed if asked
                 parts.append(
                     base.replace(
                         data_coding=plan.data_coding,
-                        tlvs=(Tlv.octets(Tag.MESSAGE_PAYLOAD, segment.payload),),
+                        tlvs=(Tlv.octets(Tag.MESSAGE_PAYLOAD, segment.short_message),),
                     )
                 )
                 continue

@@ -84,10 +84,9 @@ class Upstream:
         self.on_state = on_state
         self.rng = rng or random.Random()
         self._tx_links: list[SmppLink] = []
+        self._links: set[SmppLink] = set()  # every bound link, receivers included
         self._next = 0
-        self._limiter = (
-            SlidingWindow(max(1, int(settings.throughput)), 1.0) if settings.throughput else None
-        )
+        self._limiter = _limiter(settings.throughput)
         self._limiter_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -113,9 +112,14 @@ class Upstream:
             self._tasks.append(asyncio.create_task(self._keep_bound(kind, index)))
 
     async def stop(self) -> None:
+        """Unbind every bound link (receivers too: the SMSC then keeps their receipts for the
+        next bind instead of timing out on a dead connection) and stop reconnecting."""
         self._stopping.set()
-        links = list(self._tx_links)
-        await asyncio.gather(*(link.unbind() for link in links), return_exceptions=True)
+        links = list(self._links)
+        await asyncio.gather(
+            *(link.unbind(timeout=self.settings.response_timeout) for link in links),
+            return_exceptions=True,
+        )
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -128,6 +132,7 @@ class Upstream:
         label = f"{self.name}#{index}"
         while not self._stopping.is_set():
             link: SmppLink | None = None
+            pump: asyncio.Task[None] | None = None
             try:
                 context = self._tls_context() if s.tls else None
                 reader, writer = await asyncio.wait_for(
@@ -151,10 +156,13 @@ class Upstream:
                     )
                 failures = 0
                 logger.info("%s: bound (%s) to %s:%d", label, kind.__name__, s.host, s.port)
+                self._links.add(link)
                 if session.bind_type is not BindType.RECEIVER:
                     self._tx_links.append(link)
                 self._changed()
                 await pump
+                if not self._stopping.is_set():
+                    logger.warning("%s: link to %s:%d closed", label, s.host, s.port)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -162,10 +170,15 @@ class Upstream:
                 logger.warning("%s: %s:%d unavailable: %s", label, s.host, s.port, exc)
             finally:
                 if link is not None:
+                    self._links.discard(link)
                     if link in self._tx_links:
                         self._tx_links.remove(link)
                         self._changed()
                     link.writer.close()
+                if pump is not None and not pump.done():
+                    # the link ends once its socket is closed; do not leave it running
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(pump, s.response_timeout)
             if self._stopping.is_set():
                 return
             # exponential back-off with jitter, reset after a successful bind
@@ -196,6 +209,8 @@ class Upstream:
         return pdu.response(command_status=CommandStatus.ESME_RINVCMDID)
 
     async def _pace(self) -> None:
+        """Wait until the throughput limit allows one more submit, and count it. Called by the
+        link once a window slot is free, right before sending, so the limit holds on the wire."""
         if self._limiter is None:
             return
         async with self._limiter_lock:
@@ -215,9 +230,17 @@ class Upstream:
         self._next += 1
         responses: list[Pdu] = []
         for part in parts:
-            await self._pace()
-            response = await link.request(part)
+            response = await link.request(part, pace=self._pace)
             responses.append(response)
             if response.command_status != CommandStatus.ESME_ROK:
                 break
         return responses
+
+
+def _limiter(throughput: float) -> SlidingWindow | None:
+    """An exact limit of `throughput` submits per second (0: none). A fractional rate keeps
+    its meaning: 2.5/s is 2 per 0.8 s, 0.5/s is 1 per 2 s."""
+    if throughput <= 0:
+        return None
+    limit = max(1, int(throughput))
+    return SlidingWindow(limit, limit / throughput)

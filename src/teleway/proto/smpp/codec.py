@@ -230,11 +230,13 @@ _OMIT_BODY_ON_ERROR: Final[tuple[type[Pdu], ...]] = (
 
 
 def _cstr_error(data: bytes, pos: int, end: int, spec: FieldSpec, seq: int, cid: int) -> SmppError:
-    limit = pos + spec.max_length
     if data.find(0, pos, end) < 0:
         what = "is not NUL terminated before the end of the PDU"
     else:
-        what = f"is longer than {spec.max_length - 1} characters (spec max {limit - pos} with NUL)"
+        what = (
+            f"is longer than {spec.max_length - 1} characters "
+            f"(spec: Var. max {spec.max_length} octets with the NUL)"
+        )
     return SmppError(
         f"{command_name(cid)}.{spec.name} {what}",
         command_status=spec.status,
