@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -109,3 +110,24 @@ def test_invalid_config_is_reported_before_anything_starts(tmp_path: Path) -> No
     result = gw.cli("serve", check=False)
     assert result.returncode == 2
     assert "listeners.http.port" in result.stderr and "99999" in result.stderr
+
+
+def test_unreachable_database_is_one_clear_line_without_the_password(tmp_path: Path) -> None:
+    gw = make_gateway(tmp_path, database_url="postgresql://postgres:sekrit@127.0.0.1:1/nowhere")
+    for command in (("db", "upgrade"), ("serve",)):
+        result = gw.cli(*command, check=False)
+        assert result.returncode == 1
+        assert "cannot" in result.stderr and "127.0.0.1:1" in result.stderr
+        assert "sekrit" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_taken_port_is_reported_and_nothing_is_left_running(tmp_path: Path) -> None:
+    gw = make_gateway(tmp_path)
+    gw.cli("db", "upgrade")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", gw.simulator_port))
+        taken.listen()
+        result = gw.cli("serve", check=False)
+    assert result.returncode == 1
+    assert f"127.0.0.1:{gw.simulator_port}" in result.stderr
+    assert "address already in use" in result.stderr and "Traceback" not in result.stderr

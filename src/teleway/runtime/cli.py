@@ -152,6 +152,20 @@ def simulate() -> None:
     "--id-format", type=click.Choice(["hex", "decimal"]), default="hex", show_default=True
 )
 @click.option("--seed", type=int, help="Seed for the success draw (repeatable runs).")
+@click.option(
+    "--throttle-every",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Answer every Nth submit with ESME_RTHROTTLED (0: never).",
+)
+@click.option(
+    "--reject",
+    "reject_destinations",
+    multiple=True,
+    metavar="NUMBER",
+    help="Answer submits to this destination with ESME_RINVDSTADR; repeatable.",
+)
 def smsc(
     host: str,
     port: int,
@@ -162,6 +176,8 @@ def smsc(
     journal: Path | None,
     id_format: str,
     seed: int | None,
+    throttle_every: int,
+    reject_destinations: tuple[str, ...],
 ) -> None:
     """Run an SMPP SMSC simulator: accepts binds, answers submits, sends receipts."""
     from teleway.runtime.logs import setup_logging
@@ -178,6 +194,8 @@ def smsc(
         journal=journal,
         id_format=id_format,
         seed=seed,
+        throttle_every=throttle_every,
+        reject_destinations=frozenset(d.lstrip("+") for d in reject_destinations),
     )
     try:
         asyncio.run(serve_forever(settings))

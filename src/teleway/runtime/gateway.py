@@ -149,7 +149,7 @@ class Gateway:
                 await self._listen(
                     "SMSC simulator (SMPP)", sim.host, sim.port, self.simulator.start()
                 )
-            channel = SmsChannel(upstreams=[], accounts=directory)
+            channel = SmsChannel(upstreams=[], accounts=directory, clock=self.clock)
             for up in cfg.upstreams:
                 if not up.enabled:
                     continue

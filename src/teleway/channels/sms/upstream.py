@@ -65,6 +65,9 @@ class UpstreamSettings:
     message_id_format: str = "auto"
 
 
+STABLE_LINK_SECONDS = 10.0  # a bind that lasted this long resets the reconnect back-off
+
+
 class NotBound(ConnectionError):
     """No bound link to send on."""
 
@@ -154,13 +157,17 @@ class Upstream:
                     raise ConnectionRefusedError(
                         f"bind refused with {status_name(response.command_status)}"
                     )
-                failures = 0
+                bound_at = time.monotonic()
                 logger.info("%s: bound (%s) to %s:%d", label, kind.__name__, s.host, s.port)
                 self._links.add(link)
                 if session.bind_type is not BindType.RECEIVER:
                     self._tx_links.append(link)
                 self._changed()
                 await pump
+                # back-off restarts only after a link that stayed up: an SMSC that accepts binds
+                # and drops them at once is not hammered every reconnect_min
+                stable = time.monotonic() - bound_at >= STABLE_LINK_SECONDS
+                failures = 0 if stable else failures + 1
                 if not self._stopping.is_set():
                     logger.warning("%s: link to %s:%d closed", label, s.host, s.port)
             except asyncio.CancelledError:

@@ -54,7 +54,13 @@ from teleway.proto.smpp.pdu import (
     UnbindResp,
     UnsuccessSme,
 )
-from teleway.proto.smpp.tlv import encode_tlvs, parse_tlvs
+from teleway.proto.smpp.tlv import (
+    TLV_LENGTHS,
+    Tlv,
+    encode_tlvs,
+    tlv_stream_error,
+    unfrozen_twin,
+)
 
 __all__ = [
     "HEADER_LENGTH",
@@ -485,20 +491,59 @@ def _struct(fmt: str) -> struct.Struct:
     return struct.Struct(">" + fmt)
 
 
+#: TLV tag and length (spec 3.2.4.1).
+_TAG_LENGTH = struct.Struct(">HH")
+_UnfrozenTlv = unfrozen_twin(Tlv)
+
+
 class _Generated(NamedTuple):
     decoder: Callable[[bytes, int, int, int], Pdu]
     encoder: Callable[[Any], bytes]
 
 
+#: Runs of up to this many 1-octet integers are read by indexing the bytes; longer runs
+#: with one precompiled struct (indexing costs less than a struct call for short runs).
+_INDEX_RUN_MAX: Final = 2
+
+
+def _at(base: str | None, delta: int) -> str:
+    """Source text of the offset ``base + delta`` (``base`` None: a constant offset)."""
+    if base is None:
+        return str(delta)
+    return f"{base} + {delta}" if delta else base
+
+
+def _runs(layout: tuple[FieldSpec, ...]) -> list[list[FieldSpec]]:
+    """The layout split into runs of consecutive 1-octet integers (an SM field closes the
+    run its sm_length octet belongs to) and single other fields."""
+    runs: list[list[FieldSpec]] = []
+    for spec in layout:
+        if spec.kind in (U8, SM) and runs and runs[-1][-1].kind == U8:
+            runs[-1].append(spec)
+        else:
+            runs.append([spec])
+    return runs
+
+
 def _generate(cls: type[Pdu], layout: tuple[FieldSpec, ...]) -> _Generated:
-    """Build the straight-line decoder and encoder of one PDU class from its layout."""
+    """Build the straight-line decoder and encoder of one PDU class from its layout.
+
+    The decoder fills an instance of the class's unfrozen twin (see ``tlv.unfrozen_twin``)
+    with plain attribute stores, parses the TLV stream inline, then turns the object into
+    a ``cls`` instance.  Malformed input takes the helpers above, which raise the exact
+    SmppError; the encoder defers every error to ``_diagnose``.
+    """
     env: dict[str, Any] = {
         "_cls": cls,
-        "_new": object.__new__,
-        "_set": object.__setattr__,
+        "_Unfrozen": unfrozen_twin(cls),
+        "_Tlv": Tlv,
+        "_UnfrozenTlv": _UnfrozenTlv,
         "_cid": int(cls.command_id),
-        "_parse_tlvs": parse_tlvs,
-        "_encode_tlvs": encode_tlvs,
+        "_tag_len": _TAG_LENGTH.unpack_from,
+        "_pack_tag_len": _TAG_LENGTH.pack,
+        "_lengths_get": TLV_LENGTHS.get,
+        "_any_length": range(0x10000),
+        "_tlv_error": tlv_stream_error,
         "_cstr_error": _cstr_error,
         "_short_error": _short_error,
         "_sm_error": _sm_error,
@@ -514,77 +559,98 @@ def _generate(cls: type[Pdu], layout: tuple[FieldSpec, ...]) -> _Generated:
     }
     for i, spec in enumerate(layout):
         env[f"_spec{i}"] = spec
+    runs = _runs(layout)
 
-    # Group the layout into runs: consecutive 1-octet integers (sm_length included) are read
-    # and written with one precompiled struct.
     dec: list[str] = []
-    names = [spec.name for spec in layout]
     w = dec.append
     w("def decode_body(data, end, status, seq):")
+    w("    obj = _Unfrozen()")
+    w("    obj.command_status = status")
+    w("    obj.sequence_number = seq")
     if cls in _OMIT_BODY_ON_ERROR or cls in (DeliverSmResp, QuerySmResp):
         # Lenient: responses (typically errors) are often sent with no body at all.
         w("    if end == 16:")
-        w("        return _cls(command_status=status, sequence_number=seq)")
-    w("    pos = 16")
-    w("    try:")
-    if not layout:
-        w("        pass")
-    i = 0
-    while i < len(layout):
-        spec = layout[i]
+        for spec in layout:
+            w(f"        obj.{spec.name} = {_default_literal(spec)}")
+        w("        obj.tlvs = ()")
+        w("        obj.__class__ = _cls")
+        w("        return obj")
+    # The read position is ``base + delta``: base None while every offset so far is fixed,
+    # "pos" once a variable-length field has been read.
+    base: str | None = None
+    delta = HEADER_LENGTH
+    if layout:
+        w("    try:")
+    for run in runs:
+        spec = run[0]
+        at = _at(base, delta)
         if spec.kind == CSTR:
+            i = layout.index(spec)
+            limit = _at(base, delta + spec.max_length)
             # Empty strings (service_type, times...) are common: test the first octet.
-            w("        if data[pos]:")
-            w(f"            nul = data.find(0, pos, pos + {spec.max_length})")
+            w(f"        if data[{at}]:")
+            w(f"            nul = data.find(0, {at}, {limit})")
             w("            if nul < 0:")
-            w(f"                raise _cstr_error(data, pos, end, _spec{i}, seq, _cid)")
-            w(f"            f_{spec.name} = data[pos:nul].decode('latin-1')")
+            w(f"                raise _cstr_error(data, {at}, end, _spec{i}, seq, _cid)")
+            w(f"            obj.{spec.name} = data[{at}:nul].decode('latin-1')")
             w("            pos = nul + 1")
             w("        else:")
-            w(f"            f_{spec.name} = ''")
-            w("            pos += 1")
-            i += 1
-        elif spec.kind in (U8, SM):
-            run: list[FieldSpec] = []
-            while i < len(layout) and layout[i].kind in (U8, SM):
-                run.append(layout[i])
-                i += 1
-                if run[-1].kind == SM:
-                    break
-            targets = [f"f_{s.name}" if s.kind == U8 else "sm_len" for s in run]
-            if len(run) == 1:
-                w(f"        {targets[0]} = data[pos]")
-            else:
-                key = f"_unpack{len(run)}"
-                env[key] = _struct("B" * len(run)).unpack_from
-                w(f"        {', '.join(targets)} = {key}(data, pos)")
-            w(f"        pos += {len(run)}")
-            if run[-1].kind == SM:
-                w("        nxt = pos + sm_len")
-                w("        if sm_len > _MAX_SM or nxt > end:")
-                w("            raise _sm_error(sm_len, end - pos, seq, _cid)")
-                w("        f_short_message = data[pos:nxt]")
-                w("        pos = nxt")
+            w(f"            obj.{spec.name} = ''")
+            w(f"            pos = {_at(base, delta + 1)}")
+            base, delta = "pos", 0
         elif spec.kind == DESTS:
-            w(f"        f_{spec.name}, pos = _decode_dests(data, pos, end, seq, _cid)")
-            i += 1
+            w(f"        obj.{spec.name}, pos = _decode_dests(data, {at}, end, seq, _cid)")
+            base, delta = "pos", 0
         elif spec.kind == UNSUCCESS:
-            w(f"        f_{spec.name}, pos = _decode_unsuccess(data, pos, end, seq, _cid)")
-            i += 1
+            w(f"        obj.{spec.name}, pos = _decode_unsuccess(data, {at}, end, seq, _cid)")
+            base, delta = "pos", 0
+        elif spec.kind in (U8, SM):
+            octets = [s for s in run if s.kind == U8] + [s for s in run if s.kind == SM]
+            targets = [f"obj.{s.name}" if s.kind == U8 else "sm_len" for s in octets]
+            if len(targets) <= _INDEX_RUN_MAX:
+                for k, target in enumerate(targets):
+                    w(f"        {target} = data[{_at(base, delta + k)}]")
+            else:
+                key = f"_unpack{len(targets)}"
+                env[key] = _struct("B" * len(targets)).unpack_from
+                w(f"        {', '.join(targets)} = {key}(data, {at})")
+            delta += len(targets)
+            if run[-1].kind == SM:
+                w(f"        start = {_at(base, delta)}")
+                w("        pos = start + sm_len")
+                w("        if sm_len > _MAX_SM or pos > end:")
+                w("            raise _sm_error(sm_len, end - start, seq, _cid)")
+                w("        obj.short_message = data[start:pos]")
+                base, delta = "pos", 0
         else:  # pragma: no cover - layouts are static
             raise AssertionError(spec.kind)
-    w("    except (IndexError, _struct_error):")
-    w("        raise _short_error(seq, _cid) from None")
-    w("    tlvs = _parse_tlvs(data, pos, end, seq, _cid) if pos < end else ()")
-    # Fill the slots through their member descriptors: what the frozen dataclass __init__
-    # does with object.__setattr__, at about half the cost per field.
-    w("    obj = _new(_cls)")
-    for name, value in (("command_status", "status"), ("sequence_number", "seq"), ("tlvs", "tlvs")):
-        env[f"_put_{name}"] = _slot_setter(cls, name)
-        w(f"    _put_{name}(obj, {value})")
-    for name in names:
-        env[f"_put_{name}"] = _slot_setter(cls, name)
-        w(f"    _put_{name}(obj, f_{name})")
+    if layout:
+        w("    except (IndexError, _struct_error):")
+        w("        raise _short_error(seq, _cid) from None")
+    # Optional parameters (spec 3.2.4): the loop of tlv.parse_tlvs, inlined.
+    if _at(base, delta) != "pos":
+        w(f"    pos = {_at(base, delta)}")
+    w("    if pos == end:")
+    w("        obj.tlvs = ()")
+    w("    else:")
+    w("        tlvs = []")
+    w("        try:")
+    w("            while pos < end:")
+    w("                tag, length = _tag_len(data, pos)")  # struct.error: < 4 octets left
+    w("                start = pos + 4")
+    w("                nxt = start + length")
+    w("                if nxt > end or length not in _lengths_get(tag, _any_length):")
+    w("                    raise _tlv_error(data, pos, end, seq, _cid)")
+    w("                tlv = _UnfrozenTlv()")
+    w("                tlv.tag = tag")
+    w("                tlv.value = data[start:nxt]")
+    w("                tlv.__class__ = _Tlv")
+    w("                tlvs.append(tlv)")
+    w("                pos = nxt")
+    w("        except _struct_error:")
+    w("            raise _tlv_error(data, pos, end, seq, _cid) from None")
+    w("        obj.tlvs = tuple(tlvs)")
+    w("    obj.__class__ = _cls")
     w("    return obj")
 
     enc: list[str] = []
@@ -594,9 +660,10 @@ def _generate(cls: type[Pdu], layout: tuple[FieldSpec, ...]) -> _Generated:
     checks: list[str] = []
     for spec in layout:
         if spec.kind == CSTR:
-            w(f"        v_{spec.name} = p.{spec.name}.encode('latin-1')")
-            checks.append(f"len(v_{spec.name}) >= {spec.max_length}")
-            checks.append(f"0 in v_{spec.name}")
+            v = f"v_{spec.name}"
+            w(f"        {v} = p.{spec.name}.encode('latin-1')")
+            # Most optional C-strings are empty: one truth test skips both checks.
+            checks.append(f"({v} and (len({v}) >= {spec.max_length} or 0 in {v}))")
         elif spec.kind == SM:
             w("        v_short_message = p.short_message")
             checks.append("len(v_short_message) > _MAX_SM")
@@ -607,16 +674,9 @@ def _generate(cls: type[Pdu], layout: tuple[FieldSpec, ...]) -> _Generated:
     # integers are packed together ("x" is a zero pad byte in struct).
     parts: list[str] = []
     pending_nul = False
-    i = 0
-    while i < len(layout):
-        spec = layout[i]
+    for run in runs:
+        spec = run[0]
         if spec.kind in (U8, SM):
-            run = []
-            while i < len(layout) and layout[i].kind in (U8, SM):
-                run.append(layout[i])
-                i += 1
-                if run[-1].kind == SM:
-                    break
             fmt = ("x" if pending_nul else "") + "B" * len(run)
             key = f"_pack_{len(parts)}"
             env[key] = _struct(fmt).pack
@@ -636,12 +696,28 @@ def _generate(cls: type[Pdu], layout: tuple[FieldSpec, ...]) -> _Generated:
             parts.append(f"_encode_dests(p.{spec.name}, _cid)")
         elif spec.kind == UNSUCCESS:
             parts.append(f"_encode_unsuccess(p.{spec.name}, _cid)")
-        i += 1
     if pending_nul:
         parts.append("b'\\0'")
+    joined = ", ".join(parts)
     w("        t = p.tlvs")
-    parts.append("(_encode_tlvs(t) if t else b'')")
-    w(f"        body = b''.join(({', '.join(parts)},))")
+    w("        if t:")
+    # TLVs (spec 3.2.4): the loop of tlv.encode_tlvs, inlined; errors from _diagnose.
+    w(f"            parts = [{joined}]")
+    w("            for tlv in t:")
+    w("                value = tlv.value")
+    w("                tag = tlv.tag")
+    w("                size = len(value)")
+    w("                if size not in _lengths_get(tag, _any_length):")
+    w("                    raise _diagnose(p, _layout)")
+    w("                parts += (_pack_tag_len(tag, size), value)")
+    w("            body = b''.join(parts)")
+    w("        else:")
+    if len(parts) == 1:
+        w(f"            body = {parts[0]}")
+    elif parts:
+        w(f"            body = b''.join(({joined},))")
+    else:
+        w("            body = b''")
     if cls in _OMIT_BODY_ON_ERROR:
         defaults = " and ".join(
             f"p.{s.name} == {_default_literal(s)}" for s in layout
@@ -656,14 +732,6 @@ def _generate(cls: type[Pdu], layout: tuple[FieldSpec, ...]) -> _Generated:
     exec(compile("\n".join(dec), f"<smpp decode {cls.__name__}>", "exec"), env, namespace)
     exec(compile("\n".join(enc), f"<smpp encode {cls.__name__}>", "exec"), env, namespace)
     return _Generated(namespace["decode_body"], namespace["encode"])
-
-
-def _slot_setter(cls: type[Pdu], name: str) -> Any:
-    """The ``__set__`` of the slot descriptor holding field ``name`` (defined on cls or a base)."""
-    for klass in cls.__mro__:
-        if name in vars(klass):
-            return vars(klass)[name].__set__
-    raise AttributeError(name)  # pragma: no cover - layouts name real fields
 
 
 def _default_literal(spec: FieldSpec) -> str:

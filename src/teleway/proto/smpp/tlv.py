@@ -15,7 +15,7 @@ import builtins
 import struct
 from dataclasses import dataclass
 from enum import Enum
-from typing import Final
+from typing import Any, Final, TypeVar, cast
 
 from teleway.proto.smpp.constants import CommandStatus, Tag, tag_name
 from teleway.proto.smpp.errors import SmppError
@@ -35,6 +35,7 @@ __all__ = [
 TlvValue = int | str | bytes
 
 _TAG_LEN = struct.Struct(">HH")
+T = TypeVar("T")
 
 
 class TlvKind(Enum):
@@ -195,16 +196,68 @@ def decode_value(tag: int, value: bytes) -> TlvValue:
     return (value if nul < 0 else value[:nul]).decode("latin-1")
 
 
-_new = object.__new__
-#: Tag -> (min, max) value length, for the decoder's hot loop.
-_BOUNDS: Final[dict[int, tuple[int, int]]] = {
-    tag: (spec.min_length, spec.max_length) for tag, spec in TLV_SPECS.items()
+def unfrozen_twin(cls: type[T]) -> type[T]:
+    """A private subclass of the slotted frozen dataclass ``cls`` whose instances accept
+    plain attribute assignment, for decoders to fill before handing the object out.
+
+    Filling a frozen dataclass goes through ``object.__setattr__`` or the slot descriptors'
+    ``__set__`` (a C call per field); a plain ``obj.field = value`` on a class with the
+    default ``__setattr__`` is a specialised store several times cheaper.  The decoder
+    creates the twin, assigns every field, then sets ``obj.__class__ = cls``: the layouts
+    are identical (the twin adds no slots), so the result is an ordinary, frozen ``cls``
+    instance and the twin never escapes.  Both ``__setattr__`` and ``__delattr__`` must be
+    object's so CPython keeps the generic (specialisable) attribute store.
+    """
+    twin = type(
+        f"_Unfrozen{cls.__name__}",
+        (cls,),
+        {
+            "__slots__": (),
+            "__setattr__": object.__setattr__,
+            "__delattr__": object.__delattr__,
+            "__new__": object.__new__,
+            "__init__": object.__init__,
+            "__module__": cls.__module__,
+            "__doc__": f"Decoder-private, assignable twin of {cls.__name__} (never escapes).",
+        },
+    )
+    return cast("type[T]", twin)
+
+
+_UnfrozenTlv = unfrozen_twin(Tlv)
+_ANY_LENGTH: Final = range(0x10000)
+#: Tag -> allowed value lengths, for the decoder's and encoder's hot loops.
+TLV_LENGTHS: Final[dict[int, range]] = {
+    tag: range(spec.min_length, spec.max_length + 1) for tag, spec in TLV_SPECS.items()
 }
 
 
-# Slot descriptors of Tlv: filling them directly is the fast path of a frozen dataclass.
-_put_tag = vars(Tlv)["tag"].__set__
-_put_value = vars(Tlv)["value"].__set__
+def tlv_stream_error(
+    data: bytes, pos: int, end: int, sequence_number: int, command_id: int
+) -> SmppError:
+    """The error for the malformed TLV starting at ``pos`` (spec 3.2.4)."""
+    if end - pos < 4:
+        return SmppError(
+            f"truncated TLV header at offset {pos}",
+            command_status=CommandStatus.ESME_RINVOPTPARSTREAM,
+            sequence_number=sequence_number,
+            command_id=command_id,
+        )
+    tag, length = _TAG_LEN.unpack_from(data, pos)
+    if pos + 4 + length > end:
+        return SmppError(
+            f"TLV {tag_name(tag)} length {length} runs past the PDU end",
+            command_status=CommandStatus.ESME_RINVOPTPARSTREAM,
+            sequence_number=sequence_number,
+            command_id=command_id,
+        )
+    bound = TLV_LENGTHS[tag]
+    return SmppError(
+        f"TLV {tag_name(tag)} has length {length}, spec allows {bound.start}..{bound.stop - 1}",
+        command_status=CommandStatus.ESME_RINVPARLEN,
+        sequence_number=sequence_number,
+        command_id=command_id,
+    )
 
 
 def parse_tlvs(
@@ -214,43 +267,27 @@ def parse_tlvs(
 
     Raises SmppError ``ESME_RINVOPTPARSTREAM`` when the stream is truncated (less than a
     tag+length header left, or a length running past the PDU) and ``ESME_RINVPARLEN`` when a
-    known tag's length is outside the spec bounds.
+    known tag's length is outside the spec bounds.  (The codec inlines this loop in its
+    generated decoders.)
     """
     out: list[Tlv] = []
-    bounds = _BOUNDS
+    lengths = TLV_LENGTHS
+    any_length = _ANY_LENGTH
     unpack = _TAG_LEN.unpack_from
-    put_tag = _put_tag
-    put_value = _put_value
     while pos < end:
-        if end - pos < 4:
-            raise SmppError(
-                f"truncated TLV header at offset {pos}",
-                command_status=CommandStatus.ESME_RINVOPTPARSTREAM,
-                sequence_number=sequence_number,
-                command_id=command_id,
-            )
+        start = pos + 4
+        if start > end:
+            raise tlv_stream_error(data, pos, end, sequence_number, command_id)
         tag, length = unpack(data, pos)
-        pos += 4
-        if pos + length > end:
-            raise SmppError(
-                f"TLV {tag_name(tag)} length {length} runs past the PDU end",
-                command_status=CommandStatus.ESME_RINVOPTPARSTREAM,
-                sequence_number=sequence_number,
-                command_id=command_id,
-            )
-        bound = bounds.get(tag)
-        if bound is not None and not bound[0] <= length <= bound[1]:
-            raise SmppError(
-                f"TLV {tag_name(tag)} has length {length}, spec allows {bound[0]}..{bound[1]}",
-                command_status=CommandStatus.ESME_RINVPARLEN,
-                sequence_number=sequence_number,
-                command_id=command_id,
-            )
-        tlv = _new(Tlv)
-        put_tag(tlv, tag)
-        put_value(tlv, data[pos : pos + length])
+        nxt = start + length
+        if nxt > end or length not in lengths.get(tag, any_length):
+            raise tlv_stream_error(data, pos, end, sequence_number, command_id)
+        tlv: Any = _UnfrozenTlv()
+        tlv.tag = tag
+        tlv.value = data[start:nxt]
+        tlv.__class__ = Tlv
         out.append(tlv)
-        pos += length
+        pos = nxt
     return tuple(out)
 
 
@@ -262,28 +299,37 @@ def encode_tlvs(tlvs: tuple[Tlv, ...]) -> bytes:
     SmppError(ESME_RINVOPTPARSTREAM) for a tag that is not a 16-bit value.
     """
     pack = _TAG_LEN.pack
-    specs = TLV_SPECS
+    lengths = TLV_LENGTHS
+    any_length = _ANY_LENGTH
     parts: list[bytes] = []
     for tlv in tlvs:
         value = tlv.value
-        spec = specs.get(tlv.tag)
-        if spec is not None and not spec.min_length <= len(value) <= spec.max_length:
-            raise SmppError(
-                f"TLV {tag_name(tlv.tag)} value has {len(value)} octets, "
-                f"spec allows {spec.min_length}..{spec.max_length}",
-                command_status=CommandStatus.ESME_RINVPARLEN,
-            )
-        try:
-            parts.append(pack(tlv.tag, len(value)))
-        except struct.error as exc:
-            if not 0 <= tlv.tag <= 0xFFFF:
-                raise SmppError(
-                    f"TLV tag {tlv.tag!r} is not a 16-bit value",
-                    command_status=CommandStatus.ESME_RINVOPTPARSTREAM,
-                ) from exc
-            raise SmppError(
-                f"TLV {tag_name(tlv.tag)} value of {len(value)} octets exceeds 65535",
-                command_status=CommandStatus.ESME_RINVPARLEN,
-            ) from exc
-        parts.append(value)
+        tag = tlv.tag
+        size = len(value)
+        if size in lengths.get(tag, any_length):
+            try:
+                parts += (pack(tag, size), value)
+                continue
+            except struct.error:
+                pass
+        raise _encode_error(tag, size)
     return b"".join(parts)
+
+
+def _encode_error(tag: object, size: int) -> SmppError:
+    spec = TLV_SPECS.get(tag) if isinstance(tag, int) else None
+    if spec is not None:
+        return SmppError(
+            f"TLV {tag_name(spec.tag)} value has {size} octets, "
+            f"spec allows {spec.min_length}..{spec.max_length}",
+            command_status=CommandStatus.ESME_RINVPARLEN,
+        )
+    if not isinstance(tag, int) or not 0 <= tag <= 0xFFFF:
+        return SmppError(
+            f"TLV tag {tag!r} is not a 16-bit value",
+            command_status=CommandStatus.ESME_RINVOPTPARSTREAM,
+        )
+    return SmppError(
+        f"TLV {tag_name(tag)} value of {size} octets exceeds 65535",
+        command_status=CommandStatus.ESME_RINVPARLEN,
+    )
