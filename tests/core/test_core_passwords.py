@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from argon2 import profiles
 from hypothesis import given, settings
@@ -9,12 +7,7 @@ from hypothesis import strategies as st
 
 from teleway.core import passwords
 
-
-@pytest.fixture(autouse=True)
-def cheap_hashing() -> Iterator[None]:
-    passwords.configure(time_cost=1, memory_cost=8, parallelism=1)
-    yield
-    passwords.reset()
+pytestmark = pytest.mark.usefixtures("cheap_hashing")  # tests/db_fixtures.py
 
 
 def test_hash_is_argon2id_and_verifies() -> None:

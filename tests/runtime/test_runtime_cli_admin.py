@@ -1,67 +1,32 @@
 """`teleway admin` through click's CliRunner, on an SQLite database made with create_all, and
-one end-to-end flow on PostgreSQL (a throw-away database; TELEWAY_TEST_POSTGRES, default
-postgresql+asyncpg://postgres@127.0.0.1:5432/test; fails when unreachable unless
-TELEWAY_SKIP_POSTGRES=1)."""
+one end-to-end flow on PostgreSQL (the session's throw-away database, emptied;
+TELEWAY_TEST_POSTGRES, default postgresql+asyncpg://postgres@127.0.0.1:5432/test; fails when
+unreachable unless TELEWAY_SKIP_POSTGRES=1). The `sqlite_url` and `empty_postgres_url` fixtures
+come from tests/db_fixtures.py."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-import shutil
 import socket
 import sqlite3
 import stat
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import click
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from teleway.core import passwords
 from teleway.runtime.cli_admin import admin, create_engine
-from teleway.store import tables
 
-POSTGRES_URL = os.environ.get(
-    "TELEWAY_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
+pytestmark = pytest.mark.usefixtures("cheap_hashing")
+
 USER_PASSWORD = "a long user password"
 SMPP_PASSWORD = "pw4demo"
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashing() -> Iterator[None]:
-    passwords.configure(time_cost=1, memory_cost=8, parallelism=1)
-    yield
-    passwords.reset()
-
-
-@pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("schema") / "template.db"
-
-    async def create() -> None:
-        engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
-        async with engine.begin() as conn:
-            await conn.run_sync(tables.metadata.create_all)
-        await engine.dispose()
-
-    asyncio.run(create())
-    return path
-
-
-@pytest.fixture
-def database_url(sqlite_template: Path, tmp_path: Path) -> str:
-    path = tmp_path / "teleway.db"
-    shutil.copyfile(sqlite_template, path)
-    return f"sqlite+aiosqlite:///{path}"
 
 
 class Admin:
@@ -94,8 +59,8 @@ class Admin:
 
 
 @pytest.fixture
-def cli(database_url: str) -> Admin:
-    return Admin(database_url)
+def cli(sqlite_url: str) -> Admin:
+    return Admin(sqlite_url)
 
 
 def _demo(cli: Admin) -> None:
@@ -432,14 +397,14 @@ def test_audit_shows_changes(cli: Admin) -> None:
     assert cli("audit", "--limit", "0").exit_code == 2
 
 
-def test_actor_can_be_given_by_the_main_cli(database_url: str) -> None:
+def test_actor_can_be_given_by_the_main_cli(sqlite_url: str) -> None:
     runner = CliRunner()
     result = runner.invoke(
-        admin, ["account", "add", "demo"], obj={"database_url": database_url, "actor": "ops:bob"}
+        admin, ["account", "add", "demo"], obj={"database_url": sqlite_url, "actor": "ops:bob"}
     )
     assert result.exit_code == 0
     entries = json.loads(
-        runner.invoke(admin, ["audit", "--json"], obj={"database_url": database_url}).stdout
+        runner.invoke(admin, ["audit", "--json"], obj={"database_url": sqlite_url}).stdout
     )
     assert entries[0]["actor"] == "ops:bob"
 
@@ -481,8 +446,8 @@ def test_missing_or_invalid_url_exits_1() -> None:
     assert "invalid database URL" in result.stderr
 
 
-def test_engine_for_sqlite_and_plain_urls(database_url: str) -> None:
-    plain = create_engine(database_url.replace("sqlite+aiosqlite", "sqlite"))
+def test_engine_for_sqlite_and_plain_urls(sqlite_url: str) -> None:
+    plain = create_engine(sqlite_url.replace("sqlite+aiosqlite", "sqlite"))
     assert plain.url.drivername == "sqlite+aiosqlite"
 
     async def pragmas() -> tuple[int, int]:
@@ -501,10 +466,10 @@ def test_engine_for_sqlite_and_plain_urls(database_url: str) -> None:
     assert result.exit_code == 1 and "invalid database URL" in result.stderr
 
 
-def test_provisioning_waits_for_a_concurrent_writer(cli: Admin, database_url: str) -> None:
+def test_provisioning_waits_for_a_concurrent_writer(cli: Admin, sqlite_url: str) -> None:
     """A write transaction of the running gateway delays the CLI; it does not fail it."""
     cli.ok("account", "add", "demo")
-    path = database_url.removeprefix("sqlite+aiosqlite:///")
+    path = sqlite_url.removeprefix("sqlite+aiosqlite:///")
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     other.execute("PRAGMA journal_mode=WAL")  # as the store runs it
     other.execute("BEGIN IMMEDIATE")
@@ -543,53 +508,8 @@ def test_every_command_has_help_with_an_example() -> None:
 # --- PostgreSQL -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database with the schema, dropped afterwards."""
-    if os.environ.get("TELEWAY_SKIP_POSTGRES") == "1":
-        pytest.skip("TELEWAY_SKIP_POSTGRES=1")
-    base = make_url(POSTGRES_URL)
-    name = f"teleway_cli_{uuid.uuid4().hex[:12]}"
-
-    async def admin_connection() -> asyncpg.Connection:
-        return await asyncpg.connect(
-            host=base.host, port=base.port or 5432, user=base.username,
-            password=base.password, database=base.database,
-        )  # fmt: skip
-
-    async def create() -> None:
-        conn = await admin_connection()
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        engine = create_async_engine(base.set(database=name))
-        async with engine.begin() as schema:
-            await schema.run_sync(tables.metadata.create_all)
-        await engine.dispose()
-
-    async def drop() -> None:
-        conn = await admin_connection()
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    try:
-        asyncio.run(create())
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.fail(
-            f"PostgreSQL at {base.render_as_string(hide_password=True)} is unreachable: {exc} "
-            "(set TELEWAY_SKIP_POSTGRES=1 to skip)"
-        )
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(drop())
-
-
-def test_postgres_flow(postgres_url: str) -> None:
-    cli = Admin(postgres_url)
+def test_postgres_flow(empty_postgres_url: str) -> None:
+    cli = Admin(empty_postgres_url)
     first = cli.ok("apply", "-", input=FILE)
     assert first.stdout.endswith("\n8 created, 0 updated, 0 unchanged, 0 removed\n")
     assert cli.ok("apply", "-", input=FILE).stdout.startswith("no changes\n")

@@ -1,25 +1,18 @@
 """The provisioning file against SQLite and PostgreSQL (a throw-away database per session).
 
+The `database_url`, `engine` and `directory` fixtures come from tests/db_fixtures.py.
 PostgreSQL: TELEWAY_TEST_POSTGRES (default postgresql+asyncpg://postgres@127.0.0.1:5432/test)
 must be reachable, or the tests fail; TELEWAY_SKIP_POSTGRES=1 skips the PostgreSQL half.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import shutil
-import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
-from sqlalchemy import event, insert, select, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy import insert, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from teleway.core import passwords
 from teleway.runtime.provision_file import (
@@ -33,9 +26,8 @@ from teleway.runtime.provision_file import (
 from teleway.store import tables
 from teleway.store.directory import Directory
 
-POSTGRES_URL = os.environ.get(
-    "TELEWAY_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
+pytestmark = pytest.mark.usefixtures("cheap_hashing")
+
 ACTOR = "test:provisioner"
 
 DEMO = """\
@@ -68,107 +60,6 @@ senders = ["*@acme.example"]
 username = "root"
 password = "operator password 1"
 """
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashing() -> Iterator[None]:
-    passwords.configure(time_cost=1, memory_cost=8, parallelism=1)
-    yield
-    passwords.reset()
-
-
-async def _admin(url: Any) -> asyncpg.Connection:
-    return await asyncpg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
-        database=url.database,
-    )  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """A fresh PostgreSQL database with the schema, dropped at the end of the session."""
-    if os.environ.get("TELEWAY_SKIP_POSTGRES") == "1":
-        pytest.skip("TELEWAY_SKIP_POSTGRES=1")
-    base = make_url(POSTGRES_URL)
-    name = f"teleway_pf_{uuid.uuid4().hex[:12]}"
-
-    async def create() -> None:
-        conn = await _admin(base)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        engine = create_async_engine(base.set(database=name))
-        async with engine.begin() as schema:
-            await schema.run_sync(tables.metadata.create_all)
-        await engine.dispose()
-
-    async def drop() -> None:
-        conn = await _admin(base)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    try:
-        asyncio.run(create())
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.fail(
-            f"PostgreSQL at {base.render_as_string(hide_password=True)} is unreachable: {exc} "
-            "(set TELEWAY_SKIP_POSTGRES=1 to skip)"
-        )
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(drop())
-
-
-@pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An SQLite file with the schema, copied for each test (cheaper than create_all)."""
-    path = tmp_path_factory.mktemp("schema") / "template.db"
-
-    async def create() -> None:
-        engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
-        async with engine.begin() as conn:
-            await conn.run_sync(tables.metadata.create_all)
-        await engine.dispose()
-
-    asyncio.run(create())
-    return path
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        path = tmp_path / "provision.db"
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-        return f"sqlite+aiosqlite:///{path}"
-    return str(request.getfixturevalue("postgres_database"))
-
-
-def _foreign_keys_on(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(database_url)
-    if database_url.startswith("sqlite"):
-        event.listen(engine.sync_engine, "connect", _foreign_keys_on)
-    else:
-        names = ", ".join(table.name for table in tables.metadata.sorted_tables)
-        async with engine.begin() as conn:
-            await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def directory(engine: AsyncEngine) -> Directory:
-    return Directory(engine)
 
 
 def _actions(report: Any) -> dict[tuple[str, str], str]:

@@ -1,5 +1,6 @@
 """The account directory against SQLite and PostgreSQL (a throw-away database per session).
 
+The `database_url`, `engine` and `directory` fixtures come from tests/db_fixtures.py.
 PostgreSQL: TELEWAY_TEST_POSTGRES (default postgresql+asyncpg://postgres@127.0.0.1:5432/test)
 must be reachable, or the tests fail; TELEWAY_SKIP_POSTGRES=1 skips the PostgreSQL half.
 """
@@ -8,20 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import socket
 import sqlite3
-import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
-from sqlalchemy import event, insert, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from teleway.core import passwords
@@ -32,108 +27,11 @@ from teleway.store import tables
 from teleway.store.directory import UNSET, Directory
 from teleway.store.engine import open_engine
 
-POSTGRES_URL = os.environ.get(
-    "TELEWAY_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
+pytestmark = pytest.mark.usefixtures("cheap_hashing")
+
 ACTOR = "test:alice"
 USER_PASSWORD = "correct horse battery"
 SMPP_PASSWORD = "s3cr3t!"
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashing() -> Iterator[None]:
-    passwords.configure(time_cost=1, memory_cost=8, parallelism=1)
-    yield
-    passwords.reset()
-
-
-async def _admin(url: Any) -> asyncpg.Connection:
-    return await asyncpg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, password=url.password,
-        database=url.database,
-    )  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """A fresh PostgreSQL database with the schema, dropped at the end of the session."""
-    if os.environ.get("TELEWAY_SKIP_POSTGRES") == "1":
-        pytest.skip("TELEWAY_SKIP_POSTGRES=1")
-    base = make_url(POSTGRES_URL)
-    name = f"teleway_dir_{uuid.uuid4().hex[:12]}"
-
-    async def create() -> None:
-        conn = await _admin(base)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        engine = create_async_engine(base.set(database=name))
-        async with engine.begin() as schema:
-            await schema.run_sync(tables.metadata.create_all)
-        await engine.dispose()
-
-    async def drop() -> None:
-        conn = await _admin(base)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    try:
-        asyncio.run(create())
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.fail(
-            f"PostgreSQL at {base.render_as_string(hide_password=True)} is unreachable: {exc} "
-            "(set TELEWAY_SKIP_POSTGRES=1 to skip)"
-        )
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(drop())
-
-
-@pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An SQLite file with the schema, copied for each test (cheaper than create_all)."""
-    path = tmp_path_factory.mktemp("schema") / "template.db"
-
-    async def create() -> None:
-        engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
-        async with engine.begin() as conn:
-            await conn.run_sync(tables.metadata.create_all)
-        await engine.dispose()
-
-    asyncio.run(create())
-    return path
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        path = tmp_path / "directory.db"
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-        return f"sqlite+aiosqlite:///{path}"
-    return str(request.getfixturevalue("postgres_database"))
-
-
-def _foreign_keys_on(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(database_url)
-    if database_url.startswith("sqlite"):
-        event.listen(engine.sync_engine, "connect", _foreign_keys_on)
-    else:
-        names = ", ".join(table.name for table in tables.metadata.sorted_tables)
-        async with engine.begin() as conn:
-            await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    yield engine
-    await engine.dispose()
 
 
 class FakeClock:
@@ -150,8 +48,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def directory(engine: AsyncEngine, clock: FakeClock) -> Directory:
-    return Directory(engine, clock=clock, max_failed_logins=3, lockout=timedelta(minutes=5))
+def directory_options(clock: FakeClock) -> dict[str, Any]:
+    return {"clock": clock, "max_failed_logins": 3, "lockout": timedelta(minutes=5)}
 
 
 async def _audit_rows(engine: AsyncEngine) -> list[dict[str, Any]]:
