@@ -6,10 +6,13 @@ with (see docs/smpp.md for the table of decode problems and their codes).
 
 The wire layout of every PDU body is data (:data:`LAYOUTS`: field name, kind, spec maximum,
 error code).  From it we generate, once at import, one straight-line decoder and one encoder
-per PDU class: this keeps a typical submit_sm well above 100k decodes/encodes per second in
-pure Python (bench/codec.py), where an interpreted loop over the layout is ~3x slower.
-Decoded objects are built with ``object.__new__`` + ``object.__setattr__`` (what the frozen
-dataclass ``__init__`` does, minus argument parsing and defaults).
+per PDU class, with the TLV loop inlined: an interpreted loop over the layout is ~3x slower
+(bench/codec.py has the numbers).  A decoder fills an instance of a private, assignable
+twin of the frozen class with plain attribute stores (several times cheaper than
+``object.__setattr__`` or the slot descriptors) and then re-classes it to the real frozen
+class, so what it returns is an ordinary complete frozen dataclass (see
+``tlv.unfrozen_twin``).  Well-formed input runs through as few Python operations as we
+could find; malformed input is handed to helpers that work out the exact error.
 """
 
 from __future__ import annotations
@@ -55,9 +58,11 @@ from teleway.proto.smpp.pdu import (
     UnsuccessSme,
 )
 from teleway.proto.smpp.tlv import (
+    TLV_HEADERS,
     TLV_LENGTHS,
     Tlv,
     encode_tlvs,
+    tlv_header,
     tlv_stream_error,
     unfrozen_twin,
 )
@@ -249,6 +254,13 @@ def _cstr_error(data: bytes, pos: int, end: int, spec: FieldSpec, seq: int, cid:
         sequence_number=seq,
         command_id=cid,
     )
+
+
+def _field_error(data: bytes, pos: int, end: int, spec: FieldSpec, seq: int, cid: int) -> SmppError:
+    """_cstr_error, or _short_error when the body ends before the field starts."""
+    if pos >= end:
+        return _short_error(seq, cid)
+    return _cstr_error(data, pos, end, spec, seq, cid)
 
 
 def _short_error(seq: int, cid: int) -> SmppError:
@@ -501,9 +513,15 @@ class _Generated(NamedTuple):
     encoder: Callable[[Any], bytes]
 
 
+#: C-strings that are empty in most PDUs (spec: "set to NULL" for the default).  The
+#: generated code tests these for emptiness first and skips the search/encode when they
+#: are; the others (addresses, ids) go straight to the work.
+_USUALLY_EMPTY: Final = frozenset(
+    {"service_type", "schedule_delivery_time", "validity_period", "system_type", "address_range"}
+)
 #: Runs of up to this many 1-octet integers are read by indexing the bytes; longer runs
 #: with one precompiled struct (indexing costs less than a struct call for short runs).
-_INDEX_RUN_MAX: Final = 2
+_INDEX_RUN_MAX: Final = 3
 
 
 def _at(base: str | None, delta: int) -> str:
@@ -531,7 +549,8 @@ def _generate(cls: type[Pdu], layout: tuple[FieldSpec, ...]) -> _Generated:
     The decoder fills an instance of the class's unfrozen twin (see ``tlv.unfrozen_twin``)
     with plain attribute stores, parses the TLV stream inline, then turns the object into
     a ``cls`` instance.  Malformed input takes the helpers above, which raise the exact
-    SmppError; the encoder defers every error to ``_diagnose``.
+    SmppError.  The encoder leaves field errors to ``_diagnose`` and TLV errors to
+    ``tlv_header`` (raised as ``encode_tlvs`` raises them).
     """
     env: dict[str, Any] = {
         "_cls": cls,
@@ -540,11 +559,15 @@ def _generate(cls: type[Pdu], layout: tuple[FieldSpec, ...]) -> _Generated:
         "_UnfrozenTlv": _UnfrozenTlv,
         "_cid": int(cls.command_id),
         "_tag_len": _TAG_LENGTH.unpack_from,
-        "_pack_tag_len": _TAG_LENGTH.pack,
+        "_tlv_header": tlv_header,
+        "_isinstance": isinstance,
         "_lengths_get": TLV_LENGTHS.get,
+        "_headers": TLV_HEADERS,
+        "_headers_get": TLV_HEADERS.get,
         "_any_length": range(0x10000),
         "_tlv_error": tlv_stream_error,
         "_cstr_error": _cstr_error,
+        "_field_error": _field_error,
         "_short_error": _short_error,
         "_sm_error": _sm_error,
         "_decode_dests": _decode_dests,
@@ -555,7 +578,6 @@ def _generate(cls: type[Pdu], layout: tuple[FieldSpec, ...]) -> _Generated:
         "_layout": layout,
         "_header": HEADER.pack,
         "_struct_error": struct.error,
-        "_MAX_SM": MAX_SHORT_MESSAGE,
     }
     for i, spec in enumerate(layout):
         env[f"_spec{i}"] = spec
@@ -587,16 +609,22 @@ def _generate(cls: type[Pdu], layout: tuple[FieldSpec, ...]) -> _Generated:
         if spec.kind == CSTR:
             i = layout.index(spec)
             limit = _at(base, delta + spec.max_length)
-            # Empty strings (service_type, times...) are common: test the first octet.
-            w(f"        if data[{at}]:")
-            w(f"            nul = data.find(0, {at}, {limit})")
-            w("            if nul < 0:")
-            w(f"                raise _cstr_error(data, {at}, end, _spec{i}, seq, _cid)")
-            w(f"            obj.{spec.name} = data[{at}:nul].decode('latin-1')")
-            w("            pos = nul + 1")
-            w("        else:")
-            w(f"            obj.{spec.name} = ''")
-            w(f"            pos = {_at(base, delta + 1)}")
+            if spec.name in _USUALLY_EMPTY:
+                w(f"        if data[{at}]:")
+                w(f"            nul = data.find(0, {at})")
+                w(f"            if nul < 0 or nul >= {limit}:")
+                w(f"                raise _cstr_error(data, {at}, end, _spec{i}, seq, _cid)")
+                w(f"            obj.{spec.name} = data[{at}:nul].decode('latin-1')")
+                w("            pos = nul + 1")
+                w("        else:")
+                w(f"            obj.{spec.name} = ''")
+                w(f"            pos = {_at(base, delta + 1)}")
+            else:
+                w(f"        nul = data.find(0, {at})")
+                w(f"        if nul < 0 or nul >= {limit}:")
+                w(f"            raise _field_error(data, {at}, end, _spec{i}, seq, _cid)")
+                w(f"        obj.{spec.name} = data[{at}:nul].decode('latin-1')")
+                w("        pos = nul + 1")
             base, delta = "pos", 0
         elif spec.kind == DESTS:
             w(f"        obj.{spec.name}, pos = _decode_dests(data, {at}, end, seq, _cid)")
@@ -618,7 +646,7 @@ def _generate(cls: type[Pdu], layout: tuple[FieldSpec, ...]) -> _Generated:
             if run[-1].kind == SM:
                 w(f"        start = {_at(base, delta)}")
                 w("        pos = start + sm_len")
-                w("        if sm_len > _MAX_SM or pos > end:")
+                w(f"        if sm_len > {MAX_SHORT_MESSAGE} or pos > end:")
                 w("            raise _sm_error(sm_len, end - start, seq, _cid)")
                 w("        obj.short_message = data[start:pos]")
                 base, delta = "pos", 0
@@ -639,7 +667,11 @@ def _generate(cls: type[Pdu], layout: tuple[FieldSpec, ...]) -> _Generated:
     w("                tag, length = _tag_len(data, pos)")  # struct.error: < 4 octets left
     w("                start = pos + 4")
     w("                nxt = start + length")
-    w("                if nxt > end or length not in _lengths_get(tag, _any_length):")
+    # A known tag with an allowed length is in _headers; only the others need the range.
+    w("                if nxt > end or (")
+    w("                    (tag, length) not in _headers")
+    w("                    and length not in _lengths_get(tag, _any_length)")
+    w("                ):")
     w("                    raise _tlv_error(data, pos, end, seq, _cid)")
     w("                tlv = _UnfrozenTlv()")
     w("                tlv.tag = tag")
@@ -661,12 +693,17 @@ def _generate(cls: type[Pdu], layout: tuple[FieldSpec, ...]) -> _Generated:
     for spec in layout:
         if spec.kind == CSTR:
             v = f"v_{spec.name}"
-            w(f"        {v} = p.{spec.name}.encode('latin-1')")
-            # Most optional C-strings are empty: one truth test skips both checks.
-            checks.append(f"({v} and (len({v}) >= {spec.max_length} or 0 in {v}))")
+            if spec.name in _USUALLY_EMPTY:
+                # A str compare is cheaper than encode, and a truth test than the checks.
+                w(f"        {v} = p.{spec.name}")
+                w(f"        {v} = b'' if {v} == '' else {v}.encode('latin-1')")
+                checks.append(f"({v} and (len({v}) >= {spec.max_length} or 0 in {v}))")
+            else:
+                w(f"        {v} = p.{spec.name}.encode('latin-1')")
+                checks.append(f"len({v}) >= {spec.max_length} or 0 in {v}")
         elif spec.kind == SM:
             w("        v_short_message = p.short_message")
-            checks.append("len(v_short_message) > _MAX_SM")
+            checks.append(f"len(v_short_message) > {MAX_SHORT_MESSAGE}")
     if checks:
         w(f"        if {' or '.join(checks)}:")
         w("            raise _diagnose(p, _layout)")
@@ -701,15 +738,17 @@ def _generate(cls: type[Pdu], layout: tuple[FieldSpec, ...]) -> _Generated:
     joined = ", ".join(parts)
     w("        t = p.tlvs")
     w("        if t:")
-    # TLVs (spec 3.2.4): the loop of tlv.encode_tlvs, inlined; errors from _diagnose.
+    # TLVs (spec 3.2.4): the loop of tlv.encode_tlvs, inlined, with the same errors.
     w(f"            parts = [{joined}]")
     w("            for tlv in t:")
     w("                value = tlv.value")
-    w("                tag = tlv.tag")
     w("                size = len(value)")
-    w("                if size not in _lengths_get(tag, _any_length):")
-    w("                    raise _diagnose(p, _layout)")
-    w("                parts += (_pack_tag_len(tag, size), value)")
+    w("                tag = tlv.tag")
+    w("                head = _headers_get((tag, size)) if _isinstance(tag, int) else None")
+    w("                if head is None:")
+    w("                    head = _tlv_header(tag, size)")
+    w("                parts.append(head)")
+    w("                parts.append(value)")
     w("            body = b''.join(parts)")
     w("        else:")
     if len(parts) == 1:
@@ -762,7 +801,7 @@ def peek_header(data: bytes) -> tuple[int, int, int, int] | None:
     """(command_length, command_id, command_status, sequence_number) or None if < 16 octets."""
     if len(data) < HEADER_LENGTH:
         return None
-    length, cid, status, seq = _unpack_header(data, 0)
+    length, cid, status, seq = _unpack_header(data)
     return length, cid, status, seq
 
 
@@ -777,12 +816,13 @@ def decode(data: bytes | bytearray | memoryview) -> Pdu:
     if type(data) is not bytes:
         data = bytes(data)
     end = len(data)
-    if end < HEADER_LENGTH:
+    try:
+        length, cid, status, seq = _unpack_header(data)
+    except struct.error:
         raise SmppError(
             f"{end} octets is shorter than the 16-octet PDU header",
             command_status=_S.ESME_RINVCMDLEN,
-        )
-    length, cid, status, seq = _unpack_header(data, 0)
+        ) from None
     if length != end:
         raise SmppError(
             f"command_length {length} does not match the {end} octets given",
@@ -790,15 +830,31 @@ def decode(data: bytes | bytearray | memoryview) -> Pdu:
             sequence_number=seq,
             command_id=cid,
         )
-    decoder = _DECODERS.get(cid)
-    if decoder is None:
+    try:
+        decoder = _DECODERS[cid]
+    except KeyError:
         raise SmppError(
             f"unknown command_id 0x{cid:08X}",
             command_status=_S.ESME_RINVCMDID,
             sequence_number=seq,
             command_id=cid,
-        )
+        ) from None
     return decoder(data, end, status, seq)
+
+
+def decode_framed(data: bytes, command_id: int, command_status: int, sequence_number: int) -> Pdu:
+    """:func:`decode` for a caller that has already unpacked the header of ``data`` and
+    checked that command_length equals ``len(data)`` (``PduBuffer``); same errors."""
+    try:
+        decoder = _DECODERS[command_id]
+    except KeyError:
+        raise SmppError(
+            f"unknown command_id 0x{command_id:08X}",
+            command_status=_S.ESME_RINVCMDID,
+            sequence_number=sequence_number,
+            command_id=command_id,
+        ) from None
+    return decoder(data, len(data), command_status, sequence_number)
 
 
 def encode(pdu: Pdu) -> bytes:
@@ -809,10 +865,11 @@ def encode(pdu: Pdu) -> bytes:
     known TLV with a length outside its spec bounds), with the code the same problem gets
     on decode.
     """
-    encoder = _ENCODERS.get(type(pdu))
-    if encoder is None:
+    try:
+        encoder = _ENCODERS[type(pdu)]
+    except KeyError:
         raise SmppError(
             f"{type(pdu).__name__} is not an SMPP v3.4 PDU class",
             command_status=_S.ESME_RINVCMDID,
-        )
+        ) from None
     return encoder(pdu)

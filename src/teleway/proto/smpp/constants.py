@@ -335,5 +335,7 @@ def command_name(value: int) -> str:
 
 def tag_name(value: int) -> str:
     """Lower-case spec name of a TLV tag (``"message_payload"``), or ``"0x1401"`` if unknown."""
+    if not isinstance(value, int):  # error messages about a malformed TLV must not fail too
+        return repr(value)
     known = _TAG_BY_VALUE.get(value)
     return known.name.lower() if known is not None else f"0x{value:04X}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-from teleway.proto.smpp.codec import HEADER_LENGTH, decode
+from teleway.proto.smpp.codec import HEADER_LENGTH, decode_framed
 from teleway.proto.smpp.constants import CommandStatus
 from teleway.proto.smpp.errors import SmppError
 from teleway.proto.smpp.pdu import Pdu
@@ -87,27 +87,35 @@ class PduBuffer:
         buf = self._buf
         pos = self._pos
         available = len(buf) - pos
-        if available < 4:
+        if available < HEADER_LENGTH:
+            if available >= 4:  # judge command_length as soon as its 4 octets are in
+                (length,) = _unpack_length(buf, pos)
+                if length < HEADER_LENGTH or length > self.max_command_length:
+                    raise self._lose_framing(length, None, None)
             return None
-        (length,) = _unpack_length(buf, pos)
+        length, cid, status, seq = _unpack_header4(buf, pos)
         if length < HEADER_LENGTH or length > self.max_command_length:
-            seq: int | None = None
-            cid: int | None = None
-            if available >= HEADER_LENGTH:
-                _, cid, _, seq = _unpack_header4(buf, pos)
-            self._fatal = SmppError(
-                f"command_length {length} outside {HEADER_LENGTH}..{self.max_command_length};"
-                " framing lost",
-                command_status=CommandStatus.ESME_RINVCMDLEN,
-                sequence_number=seq,
-                command_id=cid,
-            )
-            buf.clear()
-            self._pos = 0
-            raise self._fatal
+            raise self._lose_framing(length, cid, seq)
         if available < length:
             return None
-        end = pos + length
-        data = bytes(buf[pos:end])
-        self._pos = end
-        return decode(data)
+        if available == length and not pos:  # the usual case: the buffer is this one PDU
+            data = bytes(buf)
+            buf.clear()
+        else:
+            end = pos + length
+            data = bytes(buf[pos:end])
+            self._pos = end
+        # The header is read and command_length == len(data): skip decode()'s checks.
+        return decode_framed(data, cid, status, seq)
+
+    def _lose_framing(self, length: int, cid: int | None, seq: int | None) -> SmppError:
+        self._fatal = SmppError(
+            f"command_length {length} outside {HEADER_LENGTH}..{self.max_command_length};"
+            " framing lost",
+            command_status=CommandStatus.ESME_RINVCMDLEN,
+            sequence_number=seq,
+            command_id=cid,
+        )
+        self._buf.clear()
+        self._pos = 0
+        return self._fatal

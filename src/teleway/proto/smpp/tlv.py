@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import builtins
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final
 
 from teleway.proto.smpp.constants import CommandStatus, Tag, tag_name
 from teleway.proto.smpp.errors import SmppError
@@ -35,7 +36,6 @@ __all__ = [
 TlvValue = int | str | bytes
 
 _TAG_LEN = struct.Struct(">HH")
-T = TypeVar("T")
 
 
 class TlvKind(Enum):
@@ -196,7 +196,7 @@ def decode_value(tag: int, value: bytes) -> TlvValue:
     return (value if nul < 0 else value[:nul]).decode("latin-1")
 
 
-def unfrozen_twin(cls: type[T]) -> type[T]:
+def unfrozen_twin(cls: type) -> Callable[[], Any]:
     """A private subclass of the slotted frozen dataclass ``cls`` whose instances accept
     plain attribute assignment, for decoders to fill before handing the object out.
 
@@ -206,7 +206,9 @@ def unfrozen_twin(cls: type[T]) -> type[T]:
     creates the twin, assigns every field, then sets ``obj.__class__ = cls``: the layouts
     are identical (the twin adds no slots), so the result is an ordinary, frozen ``cls``
     instance and the twin never escapes.  Both ``__setattr__`` and ``__delattr__`` must be
-    object's so CPython keeps the generic (specialisable) attribute store.
+    object's so CPython keeps the generic (specialisable) attribute store; ``__new__`` and
+    ``__init__`` are object's so that calling the twin with no arguments is the cheapest way
+    to get a blank instance.  Returns the twin class.
     """
     twin = type(
         f"_Unfrozen{cls.__name__}",
@@ -221,14 +223,25 @@ def unfrozen_twin(cls: type[T]) -> type[T]:
             "__doc__": f"Decoder-private, assignable twin of {cls.__name__} (never escapes).",
         },
     )
-    return cast("type[T]", twin)
+    probe = twin()
+    probe.__class__ = cls  # fails loudly at import if the layouts ever differ
+    return twin
 
 
 _UnfrozenTlv = unfrozen_twin(Tlv)
 _ANY_LENGTH: Final = range(0x10000)
-#: Tag -> allowed value lengths, for the decoder's and encoder's hot loops.
+#: Tag -> allowed value lengths (spec 5.3.2), as ranges.
 TLV_LENGTHS: Final[dict[int, range]] = {
     tag: range(spec.min_length, spec.max_length + 1) for tag, spec in TLV_SPECS.items()
+}
+#: (tag, length) -> the 4 header octets, for every allowed (known tag, length) pair except
+#: message_payload's 64 Ki lengths: one dict lookup both validates a known TLV and, when
+#: encoding, gives its header (a 2-tuple key hashes faster than any int packing of both).
+TLV_HEADERS: Final[dict[tuple[int, int], bytes]] = {
+    (tag, length): _TAG_LEN.pack(tag, length)
+    for tag, lengths in TLV_LENGTHS.items()
+    if len(lengths) <= 0x100
+    for length in lengths
 }
 
 
@@ -271,6 +284,7 @@ def parse_tlvs(
     generated decoders.)
     """
     out: list[Tlv] = []
+    headers = TLV_HEADERS
     lengths = TLV_LENGTHS
     any_length = _ANY_LENGTH
     unpack = _TAG_LEN.unpack_from
@@ -280,7 +294,9 @@ def parse_tlvs(
             raise tlv_stream_error(data, pos, end, sequence_number, command_id)
         tag, length = unpack(data, pos)
         nxt = start + length
-        if nxt > end or length not in lengths.get(tag, any_length):
+        if nxt > end or (
+            (tag, length) not in headers and length not in lengths.get(tag, any_length)
+        ):
             raise tlv_stream_error(data, pos, end, sequence_number, command_id)
         tlv: Any = _UnfrozenTlv()
         tlv.tag = tag
@@ -298,38 +314,41 @@ def encode_tlvs(tlvs: tuple[Tlv, ...]) -> bytes:
     length is outside its spec bounds (the peer would reject it), and
     SmppError(ESME_RINVOPTPARSTREAM) for a tag that is not a 16-bit value.
     """
-    pack = _TAG_LEN.pack
-    lengths = TLV_LENGTHS
-    any_length = _ANY_LENGTH
+    headers_get = TLV_HEADERS.get
     parts: list[bytes] = []
     for tlv in tlvs:
         value = tlv.value
-        tag = tlv.tag
         size = len(value)
-        if size in lengths.get(tag, any_length):
-            try:
-                parts += (pack(tag, size), value)
-                continue
-            except struct.error:
-                pass
-        raise _encode_error(tag, size)
+        tag = tlv.tag
+        # Known tag with an allowed length: the header is ready.  (isinstance: a float
+        # equal to a known tag would match the dict key but is no valid tag.)
+        head = headers_get((tag, size)) if isinstance(tag, int) else None
+        if head is None:
+            head = tlv_header(tag, size)
+        parts.append(head)
+        parts.append(value)
     return b"".join(parts)
 
 
-def _encode_error(tag: object, size: int) -> SmppError:
-    spec = TLV_SPECS.get(tag) if isinstance(tag, int) else None
-    if spec is not None:
-        return SmppError(
-            f"TLV {tag_name(spec.tag)} value has {size} octets, "
+def tlv_header(tag: int, size: int) -> bytes:
+    """The 4 header octets of a TLV whose value has ``size`` octets (slow path of
+    :func:`encode_tlvs`, which it shares with the codec); raises its errors."""
+    spec = TLV_SPECS.get(tag)
+    if spec is not None and not spec.min_length <= size <= spec.max_length:
+        raise SmppError(
+            f"TLV {tag_name(tag)} value has {size} octets, "
             f"spec allows {spec.min_length}..{spec.max_length}",
             command_status=CommandStatus.ESME_RINVPARLEN,
         )
-    if not isinstance(tag, int) or not 0 <= tag <= 0xFFFF:
-        return SmppError(
-            f"TLV tag {tag!r} is not a 16-bit value",
-            command_status=CommandStatus.ESME_RINVOPTPARSTREAM,
-        )
-    return SmppError(
-        f"TLV {tag_name(tag)} value of {size} octets exceeds 65535",
-        command_status=CommandStatus.ESME_RINVPARLEN,
-    )
+    try:
+        return _TAG_LEN.pack(tag, size)
+    except struct.error as exc:
+        if not 0 <= tag <= 0xFFFF:
+            raise SmppError(
+                f"TLV tag {tag!r} is not a 16-bit value",
+                command_status=CommandStatus.ESME_RINVOPTPARSTREAM,
+            ) from exc
+        raise SmppError(
+            f"TLV {tag_name(tag)} value of {size} octets exceeds 65535",
+            command_status=CommandStatus.ESME_RINVPARLEN,
+        ) from exc
