@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from gwharness import TELEWAY, free_port, make_gateway
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from teleway.store import open_store
 from teleway.store.tables import deliveries, delivery_events
@@ -30,14 +30,17 @@ PROVISIONING = '[[accounts]]\nname = "crash"\nnetworks = ["127.0.0.0/8"]\n'
 
 
 def final_states(url: str) -> dict[str, tuple[str, int]]:
+    def query(conn: Connection) -> dict[str, tuple[str, int]]:
+        rows = conn.execute(
+            select(deliveries.c.message_id, deliveries.c.state, deliveries.c.attempts)
+        )
+        return {r.message_id: (r.state, r.attempts) for r in rows}
+
     async def read() -> dict[str, tuple[str, int]]:
+        # a read-only transaction: never waits for the writers of the running gateway
         store = await open_store(url)
         try:
-            async with store.engine.connect() as conn:
-                rows = await conn.execute(
-                    select(deliveries.c.message_id, deliveries.c.state, deliveries.c.attempts)
-                )
-                return {r.message_id: (r.state, r.attempts) for r in rows}
+            return await store.db.read(query)
         finally:
             await store.close()
 
@@ -45,18 +48,20 @@ def final_states(url: str) -> dict[str, tuple[str, int]]:
 
 
 def lease_takeovers(url: str) -> set[str]:
+    def query(conn: Connection) -> set[str]:
+        rows = conn.execute(
+            select(deliveries.c.message_id)
+            .join(delivery_events, delivery_events.c.delivery_id == deliveries.c.id)
+            .where(delivery_events.c.from_state == "in_flight")
+            .where(delivery_events.c.to_state.in_(["in_flight", "queued"]))
+            .where(delivery_events.c.reason.ilike("%lease%"))
+        )
+        return {r.message_id for r in rows}
+
     async def read() -> set[str]:
         store = await open_store(url)
         try:
-            async with store.engine.connect() as conn:
-                rows = await conn.execute(
-                    select(deliveries.c.message_id)
-                    .join(delivery_events, delivery_events.c.delivery_id == deliveries.c.id)
-                    .where(delivery_events.c.from_state == "in_flight")
-                    .where(delivery_events.c.to_state.in_(["in_flight", "queued"]))
-                    .where(delivery_events.c.reason.ilike("%lease%"))
-                )
-                return {r.message_id for r in rows}
+            return await store.db.read(query)
         finally:
             await store.close()
 
