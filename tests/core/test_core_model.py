@@ -125,3 +125,58 @@ def test_retry_stops_at_validity() -> None:
         policy.next_attempt(attempts=10, now=now, valid_until=now + timedelta(seconds=5), draw=0.5)
         is None
     )
+
+
+def _full_parse(raw: str) -> str | None:
+    import phonenumbers
+
+    try:
+        parsed = phonenumbers.parse(raw, None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _example_numbers() -> list[str]:
+    import phonenumbers
+
+    found = []
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        example = phonenumbers.example_number(region)
+        if example is not None:
+            found.append(phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164))
+    return found
+
+
+EXAMPLES = _example_numbers()
+
+
+@given(
+    st.one_of(
+        st.sampled_from(EXAMPLES),
+        st.builds(
+            lambda e, d: e[:-1] + d, st.sampled_from(EXAMPLES), st.sampled_from("0123456789")
+        ),
+        st.text("0123456789", min_size=1, max_size=17).map(lambda d: "+" + d),
+    )
+)
+def test_fast_international_path_agrees_with_libphonenumber(raw: str) -> None:
+    from teleway.core.numbers import _international_fast
+
+    fast = _international_fast(raw[1:])
+    if fast is not None:
+        assert fast == _full_parse(raw)
+    expected = _full_parse(raw)
+    if expected is None:
+        with pytest.raises(InvalidNumber):
+            normalise_number.__wrapped__(raw)
+    else:
+        assert normalise_number.__wrapped__(raw) == expected
+
+
+def test_every_regions_example_number_is_valid() -> None:
+    assert len(EXAMPLES) > 200
+    for raw in EXAMPLES:
+        assert normalise_number.__wrapped__(raw) == raw
