@@ -118,6 +118,7 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
         str(acked),
     ]
     kills = 0
+    gateway = submitter = None
     try:
         gateway = gw.serve()
         submitter = subprocess.Popen([*submitter_cmd, "0", str(MESSAGES // 2)])
@@ -149,9 +150,11 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
         gateway.send_signal(signal.SIGTERM)
         assert gateway.wait(timeout=60) == 0
     finally:
-        for process in (simulator,):
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=10)
+        # whatever failed, leave no process of this test running
+        for process in (gateway, submitter, simulator):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                process.wait(timeout=10)
     # every acknowledged message is stored and was delivered by the simulator
     assert all(m in states for m in acknowledged)
     texts = collections.Counter(
