@@ -1,0 +1,161 @@
+"""`Idempotency-Key` of REST submissions: a retried request never creates a second message.
+
+The protocol (as in the IETF draft "The Idempotency-Key HTTP Header Field"):
+
+1. `claim(account, key, request_hash)` before accepting. The first request for a key stores a
+   *pending* row and may proceed (`Claim.fresh`). A later request finds the row:
+   - completed, same request hash: it gets the stored response again (`Claim.replay`);
+   - different request hash: 422 (the key was used for another request; `Claim.mismatch`);
+   - still pending: 409, retry later (`Claim.busy`): the first request is being accepted.
+2. After `accept()` committed: `complete(...)` stores the response. When accepting failed
+   (invalid submission, store down), `release(...)` deletes the pending row so a corrected or
+   later retry can use the key.
+
+A pending row older than `PENDING_TIMEOUT` belongs to a request whose process died before it
+could complete or release it; the next claim takes it over. (If that process died after
+`accept()` committed but before `complete()`, the retry creates a second message: the window
+is one commit wide and the price of not holding a database transaction open across the
+group-commit writer.)
+
+Keys are kept `RETENTION` (24 hours) and then purged (`purge`), as the draft recommends
+(a client retries within minutes, not days).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from teleway.store import tables
+from teleway.store.engine import Database
+from teleway.store.writer import Writer
+
+MAX_KEY_CHARS = 255  # tables.idempotency_keys.key
+RETENTION = timedelta(hours=24)
+PENDING_TIMEOUT = timedelta(seconds=60)
+PENDING = ""  # message_id of a claimed, not yet completed key
+
+
+class ClaimResult(StrEnum):
+    FRESH = "fresh"  # go ahead: accept, then complete() or release()
+    REPLAY = "replay"  # answer with `response`
+    MISMATCH = "mismatch"  # same key, other request: 422
+    BUSY = "busy"  # the first request with this key is still running: 409
+
+
+@dataclass(frozen=True, kw_only=True)
+class Claim:
+    result: ClaimResult
+    response: dict[str, Any] | None = None  # REPLAY: {"status": int, "body": {...}}
+    message_id: str | None = None
+
+
+def request_hash(*parts: bytes | str) -> str:
+    """SHA-256 over the parts that make a request the same (method, path, content type, body),
+    each length-prefixed so no two different part lists hash alike."""
+    h = hashlib.sha256()
+    for part in parts:
+        data = part.encode("utf-8") if isinstance(part, str) else part
+        h.update(len(data).to_bytes(8, "big"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def valid_key(key: str) -> bool:
+    """1 to 255 visible ASCII characters (an HTTP header value a client generated)."""
+    return 0 < len(key) <= MAX_KEY_CHARS and all(0x21 <= ord(c) <= 0x7E for c in key)
+
+
+class IdempotencyKeys:
+    def __init__(self, db: Database, writer: Writer) -> None:
+        self._db = db
+        self._writer = writer
+
+    async def claim(self, account_id: int, key: str, digest: str, *, now: datetime) -> Claim:
+        t = tables.idempotency_keys
+        where = and_(t.c.account_id == account_id, t.c.key == key)
+
+        def job(connection: Connection) -> Claim:
+            row = connection.execute(select(t).where(where)).first()
+            if row is None:
+                try:
+                    with connection.begin_nested():
+                        connection.execute(
+                            insert(t).values(
+                                account_id=account_id,
+                                key=key,
+                                request_hash=digest,
+                                message_id=PENDING,
+                                response={},
+                                created_at=now,
+                            )
+                        )
+                except IntegrityError:
+                    # another node claimed it between our SELECT and INSERT
+                    return Claim(result=ClaimResult.BUSY)
+                return Claim(result=ClaimResult.FRESH)
+            if row.request_hash != digest:
+                return Claim(result=ClaimResult.MISMATCH, message_id=row.message_id or None)
+            if row.message_id != PENDING:
+                return Claim(
+                    result=ClaimResult.REPLAY,
+                    response=dict(row.response),
+                    message_id=row.message_id,
+                )
+            if now - row.created_at < PENDING_TIMEOUT:
+                return Claim(result=ClaimResult.BUSY)
+            # abandoned by a process that died: take it over
+            connection.execute(update(t).where(where).values(created_at=now))
+            return Claim(result=ClaimResult.FRESH)
+
+        return await self._writer.write(job)
+
+    async def complete(
+        self,
+        account_id: int,
+        key: str,
+        *,
+        message_id: str,
+        response: dict[str, Any],
+    ) -> None:
+        """Store the answer given for the claimed key (after the message was committed)."""
+        t = tables.idempotency_keys
+
+        def job(connection: Connection) -> None:
+            connection.execute(
+                update(t)
+                .where(t.c.account_id == account_id, t.c.key == key)
+                .values(message_id=message_id, response=response)
+            )
+
+        await self._writer.write(job)
+
+    async def release(self, account_id: int, key: str) -> None:
+        """Forget a claim whose request did not create a message."""
+        t = tables.idempotency_keys
+
+        def job(connection: Connection) -> None:
+            connection.execute(
+                delete(t).where(
+                    t.c.account_id == account_id, t.c.key == key, t.c.message_id == PENDING
+                )
+            )
+
+        await self._writer.write(job)
+
+    async def purge(self, *, now: datetime, retention: timedelta = RETENTION) -> int:
+        """Delete keys older than `retention`; return how many."""
+        t = tables.idempotency_keys
+
+        def job(connection: Connection) -> int:
+            result = connection.execute(delete(t).where(t.c.created_at < now - retention))
+            return int(result.rowcount or 0)
+
+        return await self._writer.write(job)
