@@ -33,6 +33,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
+from teleway.core.routing import Route, RouteError, RouteTable, SenderType
+
 __all__ = [
     "CONFIG_PATH_ENV",
     "DEFAULT_CONFIG_FILE",
@@ -53,6 +55,7 @@ __all__ = [
     "LoggingConfig",
     "MessageIdFormat",
     "QueueConfig",
+    "RouteConfig",
     "SecurityConfig",
     "SimulatorConfig",
     "SmppListenerConfig",
@@ -563,6 +566,31 @@ class UpstreamConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RouteConfig:
+    """One ``[[routes]]`` entry (``core.routing``): the first route whose conditions all hold
+    decides; ``upstreams`` lists tiers in failover order, a tier being ``"a"`` or
+    ``"a:3, b:1"`` (load shared by weight). Reloaded on SIGHUP and when the file changes."""
+
+    name: str = field(metadata=_rule(_name))
+    upstreams: tuple[str, ...] = ()
+    prefixes: tuple[str, ...] = ()
+    countries: tuple[str, ...] = ()
+    accounts: tuple[str, ...] = ()
+    sender: SenderType = SenderType.ANY
+
+    def route(self) -> Route:
+        """The core route (RouteError when malformed)."""
+        return Route.build(
+            name=self.name,
+            upstreams=self.upstreams,
+            prefixes=self.prefixes,
+            countries=self.countries,
+            accounts=self.accounts,
+            sender=self.sender,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class LoggingConfig:
     """``[logging]``."""
 
@@ -595,6 +623,7 @@ class Config:
     queue: QueueConfig = field(default_factory=QueueConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     upstreams: tuple[UpstreamConfig, ...] = ()
+    routes: tuple[RouteConfig, ...] = ()
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     source: Path | None = field(default=None, compare=False, metadata={"internal": True})
@@ -616,6 +645,14 @@ class Config:
             if upstream.name == name:
                 return upstream
         raise KeyError(name)
+
+    def route_table(self) -> RouteTable:
+        """The ``[[routes]]`` as a core route table over the enabled upstreams (RouteError when
+        a route is malformed or names an unknown upstream)."""
+        return RouteTable(
+            routes=tuple(r.route() for r in self.routes),
+            upstreams=tuple(u.name for u in self.upstreams if u.enabled),
+        )
 
     def as_dict(self, *, masked: bool = False) -> dict[str, Any]:
         """Plain TOML-ready values (str, int, float, bool, lists, tables), optionally masked."""
@@ -1001,6 +1038,32 @@ def _cross_check(config: Config, builder: _Builder) -> None:
                 )
             else:
                 names[upstream.name] = i
+
+    # Routes: well-formed, unique names, only configured upstreams.
+    route_names: set[str] = set()
+    enabled = {u.name for u in config.upstreams if u.enabled}
+    for i, route_cfg in enumerate(config.routes):
+        prefix = f"routes[{i}]"
+        if not ok(f"{prefix}.name", f"{prefix}.upstreams", f"{prefix}.sender"):
+            continue
+        if route_cfg.name in route_names:
+            builder.problem(f"{prefix}.name", route_cfg.name, "route names must be unique")
+        route_names.add(route_cfg.name)
+        try:
+            route = route_cfg.route()
+        except RouteError as exc:
+            builder.problem(f"{prefix}.upstreams", list(route_cfg.upstreams), str(exc))
+            continue
+        # with no [[upstreams]] the simulator is added later under the name "simulator"
+        known = enabled or ({"simulator"} if config.simulator.enabled else set())
+        unknown = [n for n in route.upstream_names() if n not in known]
+        if unknown:
+            builder.problem(
+                f"{prefix}.upstreams",
+                list(route_cfg.upstreams),
+                f"no enabled upstream named {', '.join(unknown)}"
+                f" (known: {', '.join(sorted(known)) or 'none'})",
+            )
 
     # Two enabled listeners on one address.
     seen: list[tuple[str, str, int]] = []

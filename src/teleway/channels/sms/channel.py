@@ -1,9 +1,20 @@
 """The SMS channel: a delivery becomes one or more submit_sm to an upstream SMSC.
 
-Text comes from the account's template (`core.templates`), encoding and segmentation from
-`proto.sms.plan_segments` with the upstream's concatenation style, and the final outcome from
-the SMSC's delivery receipt, which `on_deliver` hands to the `ReceiptSink` (the runtime stores
-it) before the receipt is acknowledged.
+The upstream comes from the route table (`core.routing`: destination prefix or country,
+account, sender type; failover tiers with weighted load sharing), text from the account's
+template (`core.templates`), encoding and segmentation from `proto.sms.plan_segments` with the
+upstream's concatenation style. Parts of one message go in order on one bind.
+
+What the SMSC says back is sorted by command_status: ESME_RTHROTTLED / ESME_RMSGQFUL slow the
+upstream down and retry soon; permanent refusals (SMPP v3.4 5.1.3: bad destination, ...) fail
+the delivery with the status name kept; anything else is retried with back-off until validity
+ends. A link that fails before every response came leaves the message in doubt: it is sent
+again once a bind is back (at-least-once), counted as possible duplicates.
+
+From the SMSC come delivery receipts, handed to the `ReceiptSink` (the runtime stores them)
+before they are acknowledged, and mobile-originated messages (replies), reassembled when
+concatenated and handed to the `InboundSink` (the runtime routes them to an account's outbox)
+before the last part is acknowledged.
 """
 
 from __future__ import annotations
@@ -21,14 +32,18 @@ from teleway.channels.sms.upstream import NotBound, Upstream, UpstreamSettings
 from teleway.core.model import Account, Delivery, Device, LongSmsPolicy, Message
 from teleway.core.outcome import Outcome, PermanentFailure, Submitted, TemporaryFailure
 from teleway.core.ports import AccountDirectory, Clock
+from teleway.core.routing import Choice, RouteTable
 from teleway.core.templates import sms_text
 from teleway.proto.smpp.constants import CommandStatus, EsmClass, Tag, esm_message_type, status_name
 from teleway.proto.smpp.errors import SmppError
-from teleway.proto.smpp.pdu import DataSm, DeliverSm, SubmitSm
+from teleway.proto.smpp.pdu import DataSm, DeliverSm, Pdu, SubmitSm
 from teleway.proto.smpp.tlv import Tlv
+from teleway.proto.sms.alphabets import decode_text, encoding_for_data_coding
 from teleway.proto.sms.errors import SmsError
+from teleway.proto.sms.reassembly import Reassembler
 from teleway.proto.sms.receipt import ReceiptState, parse_receipt_text
 from teleway.proto.sms.segments import Concat, SegmentPlan, plan_segments
+from teleway.proto.sms.udh import find_concat, parse_udh
 from teleway.transport.smpp import LinkClosed, ResponseTimedOut
 
 logger = logging.getLogger("teleway.sms")
@@ -58,6 +73,14 @@ PERMANENT = frozenset(
 # statuses that mean "slow down": retried after a short pause rather than the back-off
 SLOW_DOWN = frozenset({CommandStatus.ESME_RTHROTTLED, CommandStatus.ESME_RMSGQFUL})
 RECEIPT_MATCH_SECONDS = 5.0  # a receipt may overtake the storing of its submit_sm_resp
+SLOW_DOWN_SECONDS = 1.0  # an upstream that said "throttled" gets no submit for this long
+FAILING_SECONDS = 30.0  # an upstream whose link failed mid-submit is a last resort this long
+IN_DOUBT_RETRY_SECONDS = 1.0  # a message in doubt is tried again soon (once a bind is back)
+IN_DOUBT_QUICK_RETRIES = 3  # ... for its first attempts; then the queue's back-off applies
+MO_HOLD_SECONDS = 5.0  # a part of a concatenated reply waits this long for the rest before
+# it is acknowledged; held parts live in memory until MO_REASSEMBLY_SECONDS (then logged)
+MO_REASSEMBLY_SECONDS = 600.0
+MO_MAX_PENDING = 10_000  # incomplete concatenated replies held (proto.sms.reassembly bound)
 
 
 def canonical_id(upstream: str, message_id: str) -> str:
@@ -96,6 +119,47 @@ class ReceiptSink(Protocol):
         ...
 
 
+@dataclass(frozen=True, kw_only=True)
+class InboundSms:
+    """A mobile-originated message (a reply from a phone), reassembled."""
+
+    upstream: str
+    source: str  # the phone: "+E.164" when numeric, else as received
+    destination: str  # our number or short code, as received (digits, no "+")
+    destination_ton: int
+    text: str
+    data_coding: int
+    parts: int
+    received_at: datetime
+
+
+class InboundSink(Protocol):
+    async def inbound(self, sms: InboundSms) -> bool:
+        """Route and store the reply; True when an account took it, False when nobody owns
+        its destination (logged by the sink). Raising means: not stored, ask the SMSC to
+        send it again."""
+        ...
+
+
+class SmsObserver(Protocol):
+    """What the channel tells the runtime's metrics."""
+
+    def submit_status(self, upstream: str, status: str) -> None: ...
+
+    def possible_duplicates(self, upstream: str, parts: int) -> None: ...
+
+    def inbound(self, upstream: str, result: str) -> None: ...
+
+
+class _Group:
+    """Parts of one concatenated reply waiting for the rest (their answers wait too)."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+
 class SmsChannel:
     name = "sms"
     devices = frozenset({Device.SMS})
@@ -114,11 +178,52 @@ class SmsChannel:
         self.clock = clock  # for retry_at after a "slow down" answer; None: the system clock
         self._reference = self.rng.randrange(256)
         self.sink: ReceiptSink | None = None
+        self.inbound: InboundSink | None = None
+        self.observer: SmsObserver | None = None
+        self.routes: RouteTable | None = None  # None: every upstream in order (failover)
         self._account_cache: dict[int, tuple[float, Account]] = {}
+        self._reassembler = Reassembler(max_pending=MO_MAX_PENDING)
+        self._groups: dict[tuple[object, int, int], _Group] = {}
+        self._generation: dict[tuple[str, str, str, int], int] = {}  # bumped when storing failed
 
     @property
     def ready(self) -> bool:
         return any(u.bound for u in self.upstreams)
+
+    def route_table(self) -> RouteTable:
+        if self.routes is not None:
+            return self.routes
+        return RouteTable(routes=(), upstreams=tuple(u.name for u in self.upstreams))
+
+    def choose(
+        self, destination: str, *, account: str | None, sender: str | None
+    ) -> tuple[Upstream | None, Choice]:
+        """The upstream for one message: a healthy bound one if the route has any, else any
+        bound one of the route (a failing upstream is a last resort, not excluded)."""
+        by_name = {u.name: u for u in self.upstreams}
+        table = self.route_table()
+        draw = self.rng.random()
+
+        def healthy(name: str) -> bool:
+            up = by_name.get(name)
+            return up is not None and up.bound and up.healthy
+
+        def bound(name: str) -> bool:
+            up = by_name.get(name)
+            return up is not None and up.bound
+
+        choice = table.choose(
+            destination, account=account, sender=sender, available=healthy, draw=draw
+        )
+        if choice.upstream is None:
+            choice = table.choose(
+                destination, account=account, sender=sender, available=bound, draw=draw
+            )
+        return (by_name[choice.upstream] if choice.upstream else None), choice
+
+    def _observe_status(self, upstream: str, status: int) -> None:
+        if self.observer is not None:
+            self.observer.submit_status(upstream, status_name(status))
 
     async def _account(self, account_id: int) -> Account | None:
         cached = self._account_cache.get(account_id)
@@ -129,19 +234,17 @@ class SmsChannel:
             self._account_cache[account_id] = (time.monotonic(), account)
         return account
 
-    def _pick(self) -> Upstream | None:
-        """The first bound upstream in configured order (failover); routing comes later."""
-        return next((u for u in self.upstreams if u.bound), None)
-
     async def send(self, delivery: Delivery, message: Message) -> Outcome:
-        upstream = self._pick()
-        if upstream is None:
-            return TemporaryFailure(reason="no upstream bound", channel=self.name)
         account = await self._account(message.account_id)
         if account is None:
             return PermanentFailure(
                 reason="account no longer exists", channel=self.name, rejected=True
             )
+        sender = message.options.sender_id or account.settings.sender_id
+        upstream, choice = self.choose(delivery.recipient, account=account.name, sender=sender)
+        if upstream is None:
+            where = f"route {choice.route}" if choice.route else "any route"
+            return TemporaryFailure(reason=f"no upstream bound for {where}", channel=self.name)
         try:
             parts = self._build_parts(delivery, message, account, upstream)
         except (SmsError, ValueError) as exc:
@@ -150,14 +253,31 @@ class SmsChannel:
             )
         if isinstance(parts, PermanentFailure):
             return parts
+        responses: list[Pdu] = []
         try:
-            responses = await upstream.submit_parts(parts)
+            await upstream.submit_parts(parts, responses=responses)
         except NotBound:
             return TemporaryFailure(reason=f"{upstream.name} not bound", channel=self.name)
         except (LinkClosed, ResponseTimedOut, ConnectionError, SmppError) as exc:
             # the link failed mid-way (an unreadable response included): the parts' fate is
-            # unknown, the whole message is tried again (at-least-once)
-            return TemporaryFailure(reason=f"{upstream.name}: {exc}", channel=self.name)
+            # unknown, the whole message is tried again soon (at-least-once); the parts the
+            # SMSC took plus the one in doubt may reach the phone twice
+            unsent = isinstance(exc, SmppError) and (
+                exc.command_status == CommandStatus.ESME_RINVBNDSTS
+            )
+            in_doubt = len(responses) + (0 if unsent else 1)
+            upstream.mark_failing(FAILING_SECONDS)
+            if self.observer is not None and in_doubt:
+                self.observer.possible_duplicates(upstream.name, in_doubt)
+            soon = self._now() + timedelta(seconds=IN_DOUBT_RETRY_SECONDS)
+            return TemporaryFailure(
+                reason=f"{upstream.name}: {exc}",
+                channel=self.name,
+                # once a bind is back; an upstream that keeps failing gets the back-off
+                retry_at=soon if delivery.attempts < IN_DOUBT_QUICK_RETRIES else None,
+            )
+        for response in responses:
+            self._observe_status(upstream.name, response.command_status)
         ids = [
             canonical_id(upstream.name, r.message_id)
             for r in responses
@@ -176,12 +296,15 @@ class SmsChannel:
                 reason=f"{upstream.name} refused: {word}", channel=self.name, code=word
             )
         if last in SLOW_DOWN:
-            now = self.clock.now() if self.clock is not None else datetime.now(UTC)
-            retry_at = now + timedelta(seconds=1 + self.rng.random())
+            upstream.slow_down(SLOW_DOWN_SECONDS)
+            retry_at = self._now() + timedelta(seconds=1 + self.rng.random())
             return TemporaryFailure(
                 reason=f"{upstream.name}: {word}", channel=self.name, retry_at=retry_at
             )
         return TemporaryFailure(reason=f"{upstream.name}: {word}", channel=self.name)
+
+    def _now(self) -> datetime:
+        return self.clock.now() if self.clock is not None else datetime.now(UTC)
 
     def _build_parts(
         self, delivery: Delivery, message: Message, account: Account, upstream: Upstream
@@ -270,13 +393,7 @@ class SmsChannel:
         """Handle a deliver_sm/data_sm from an upstream; return the command_status to answer."""
         report = _receipt_report(upstream.name, pdu)
         if report is None:
-            logger.warning(
-                "%s: mobile-originated message from %s to %s not routed (no MO routing yet)",
-                upstream.name,
-                pdu.source_addr,
-                pdu.destination_addr,
-            )
-            return CommandStatus.ESME_ROK
+            return await self._on_mobile_originated(upstream, pdu)
         if self.sink is None:
             return CommandStatus.ESME_RX_T_APPN
         deadline = time.monotonic() + RECEIPT_MATCH_SECONDS
@@ -299,6 +416,120 @@ class SmsChannel:
                 report.raw,
             )
         return CommandStatus.ESME_ROK
+
+    async def _on_mobile_originated(self, upstream: Upstream, pdu: DeliverSm | DataSm) -> int:
+        """A reply from a phone: reassemble, hand to the InboundSink, answer.
+
+        The last part of a message is answered once the whole message is stored; earlier
+        parts wait for that (up to MO_HOLD_SECONDS) so that a crash before storing makes the
+        SMSC send them again. A part the SMSC repeats is a duplicate (ignored, answered OK)."""
+        now = time.monotonic()
+        for lost in self._reassembler.expire(now, MO_REASSEMBLY_SECONDS):
+            logger.warning(
+                "%s: reply from %s lost: parts %s of %d never came",
+                upstream.name,
+                lost.key_source,
+                ",".join(map(str, lost.missing)),
+                lost.total,
+            )
+            self._observe_inbound(upstream.name, "incomplete")
+        data = _payload(pdu)
+        concat: tuple[int, int, int] | None = None  # reference, total, number
+        if pdu.esm_class & EsmClass.UDHI and data:
+            try:
+                elements, data = parse_udh(data)
+            except SmsError as exc:
+                logger.warning("%s: reply with a broken UDH refused: %s", upstream.name, exc)
+                self._observe_inbound(upstream.name, "malformed")
+                return CommandStatus.ESME_RINVESMCLASS
+            info = find_concat(elements)
+            if info is not None:
+                concat = (info.reference, info.total, info.seq)
+        if concat is None:
+            sar = [pdu.tlv(tag) for tag in _SAR_TAGS]
+            if all(isinstance(v, int) for v in sar):
+                ref, total, seq = (int(v) for v in sar)  # type: ignore[arg-type]
+                concat = (ref, total, seq)
+        sender_key = (upstream.name, pdu.source_addr, pdu.destination_addr, pdu.data_coding)
+        source_key = (*sender_key, self._generation.get(sender_key, 0))
+        reference, total, number = concat or (0, 1, 1)
+        try:
+            whole = self._reassembler.add(source_key, number, total, reference, data, now)
+        except SmsError:  # an impossible part number: a plain message (TS 23.040 9.2.3.24.1)
+            reference, total = 0, 1
+            whole = self._reassembler.add(source_key, 1, 1, 0, data, now)
+        key = (source_key, reference, total)
+        if whole is None:
+            group = self._groups.get(key)
+            if group is None:
+                if len(self._groups) >= MO_MAX_PENDING:
+                    return CommandStatus.ESME_ROK  # held in memory only; answered at once
+                group = self._groups[key] = _Group()
+            try:
+                return await asyncio.wait_for(asyncio.shield(group.done), MO_HOLD_SECONDS)
+            except TimeoutError:
+                return CommandStatus.ESME_ROK  # kept by the reassembler until the rest comes
+        group = self._groups.pop(key, None)
+        status = await self._store_inbound(upstream, pdu, whole.payload, total)
+        if group is not None and not group.done.done():
+            group.done.set_result(status)
+        return status
+
+    async def _store_inbound(
+        self, upstream: Upstream, pdu: DeliverSm | DataSm, data: bytes, parts: int
+    ) -> int:
+        try:
+            encoding = encoding_for_data_coding(pdu.data_coding)
+        except ValueError:
+            encoding = None
+        text = data.decode("latin-1") if encoding is None else decode_text(data, encoding)
+        source = pdu.source_addr
+        if source.isdigit() and pdu.source_addr_ton in (0, 1):
+            source = "+" + source
+        sms = InboundSms(
+            upstream=upstream.name,
+            source=source,
+            destination=pdu.destination_addr,
+            destination_ton=pdu.dest_addr_ton,
+            text=text,
+            data_coding=pdu.data_coding,
+            parts=parts,
+            received_at=self._now(),
+        )
+        if self.inbound is None:
+            logger.warning(
+                "%s: reply from %s to %s not routed: no inbound handler",
+                upstream.name,
+                pdu.source_addr,
+                pdu.destination_addr,
+            )
+            self._observe_inbound(upstream.name, "unrouted")
+            return CommandStatus.ESME_ROK
+        try:
+            routed = await self.inbound.inbound(sms)
+        except Exception:
+            logger.exception("%s: could not store a reply; the SMSC will retry", upstream.name)
+            self._observe_inbound(upstream.name, "error")
+            if parts > 1:  # the reassembler saw these parts: the resent ones open a new group
+                key = (upstream.name, pdu.source_addr, pdu.destination_addr, pdu.data_coding)
+                self._generation[key] = self._generation.get(key, 0) + 1
+            return CommandStatus.ESME_RX_T_APPN
+        self._observe_inbound(upstream.name, "routed" if routed else "unrouted")
+        return CommandStatus.ESME_ROK
+
+    def _observe_inbound(self, upstream: str, result: str) -> None:
+        if self.observer is not None:
+            self.observer.inbound(upstream, result)
+
+
+_SAR_TAGS = (Tag.SAR_MSG_REF_NUM, Tag.SAR_TOTAL_SEGMENTS, Tag.SAR_SEGMENT_SEQNUM)
+
+
+def _payload(pdu: DeliverSm | DataSm) -> bytes:
+    if isinstance(pdu, DeliverSm) and pdu.short_message:
+        return pdu.short_message
+    value = pdu.tlv(Tag.MESSAGE_PAYLOAD)
+    return value if isinstance(value, bytes) else b""
 
 
 def _source(sender: str | None, s: UpstreamSettings) -> tuple[str, int, int]:

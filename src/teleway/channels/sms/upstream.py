@@ -94,6 +94,9 @@ class Upstream:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._bound_event = asyncio.Event()
+        self._failing_until = 0.0
+        self._paused_until = 0.0
+        self.slowdowns = 0  # times the SMSC asked us to slow down
 
     @property
     def bound(self) -> bool:
@@ -160,6 +163,7 @@ class Upstream:
                 bound_at = time.monotonic()
                 logger.info("%s: bound (%s) to %s:%d", label, kind.__name__, s.host, s.port)
                 self._links.add(link)
+                self._failing_until = 0.0  # a fresh bind is a fresh chance
                 if session.bind_type is not BindType.RECEIVER:
                     self._tx_links.append(link)
                 self._changed()
@@ -218,6 +222,8 @@ class Upstream:
     async def _pace(self) -> None:
         """Wait until the throughput limit allows one more submit, and count it. Called by the
         link once a window slot is free, right before sending, so the limit holds on the wire."""
+        while (pause := self._paused_until - time.monotonic()) > 0:
+            await asyncio.sleep(pause)
         if self._limiter is None:
             return
         async with self._limiter_lock:
@@ -225,23 +231,43 @@ class Upstream:
                 await asyncio.sleep(wait)
             self._limiter.record(time.monotonic())
 
-    async def submit_parts(self, parts: Sequence[SubmitSm]) -> list[Pdu]:
+    async def submit_parts(
+        self, parts: Sequence[SubmitSm], *, responses: list[Pdu] | None = None
+    ) -> list[Pdu]:
         """Send `parts` in order on one link; stop at the first error response.
 
-        Returns the responses received (shorter than `parts` when one failed). Raises NotBound,
-        LinkClosed or ResponseTimedOut when the link fails; parts sent before that may have
-        reached the SMSC (the caller retries the whole message: at-least-once)."""
+        Returns the responses received (shorter than `parts` when one failed), also appended
+        to `responses` as they come. Raises NotBound, LinkClosed or ResponseTimedOut when the
+        link fails; `responses` then tells how many parts the SMSC took before (the caller
+        retries the whole message: at-least-once)."""
         if not self._tx_links:
             raise NotBound(f"{self.name}: not bound")
         link = self._tx_links[self._next % len(self._tx_links)]
         self._next += 1
-        responses: list[Pdu] = []
+        if responses is None:
+            responses = []
+        pace = self._pace if self._limiter is not None or self._paused_until else None
         for part in parts:
-            response = await link.request(part, pace=self._pace)
+            response = await link.request(part, pace=pace)
             responses.append(response)
             if response.command_status != CommandStatus.ESME_ROK:
                 break
         return responses
+
+    @property
+    def healthy(self) -> bool:
+        """False for a while after a link failed mid-submit: routing prefers other upstreams."""
+        return time.monotonic() >= self._failing_until
+
+    def mark_failing(self, seconds: float) -> None:
+        self._failing_until = time.monotonic() + seconds
+
+    def slow_down(self, seconds: float) -> None:
+        """Send nothing for `seconds` (after ESME_RTHROTTLED or ESME_RMSGQFUL)."""
+        until = time.monotonic() + seconds
+        if until > self._paused_until:
+            self._paused_until = until
+            self.slowdowns += 1
 
 
 def _limiter(throughput: float) -> SlidingWindow | None:
