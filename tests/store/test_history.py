@@ -140,7 +140,9 @@ async def test_detail_has_timeline_and_parts_and_is_scoped(world: World) -> None
     message_id, (delivery_id,) = await world.send()
     world.clock.advance(2)
     await world.move(delivery_id, DeliveryState.IN_FLIGHT, "leased")
-    await world.store.messages.add_upstream_ids(delivery_id, ["up-1", "up-2"], now=world.clock.now())
+    await world.store.messages.add_upstream_ids(
+        delivery_id, ["up-1", "up-2"], now=world.clock.now()
+    )
     before = await world.history.last_event_id(message_id)
     world.clock.advance(3)
     await world.move(delivery_id, DeliveryState.DELIVERED, "receipt DELIVRD")
