@@ -15,6 +15,14 @@ fi
 declare -A NEED=(
   [openssl]=/usr/bin/openssl
 )
+if [ "$for_tests" = 1 ]; then
+  # real peers the tests talk to: Kannel (an ESME), Postfix and swaks (SMTP clients),
+  # Debian's chromium (the portal in a real browser, driven by Playwright)
+  NEED[kannel]=/usr/sbin/bearerbox
+  NEED[postfix]=/usr/sbin/postfix
+  NEED[swaks]=/usr/bin/swaks
+  NEED[chromium]=/usr/bin/chromium
+fi
 if [ "$for_tests" = 1 ] && [ "${TELEWAY_SKIP_POSTGRES:-0}" != 1 ]; then
   NEED[postgresql]=/usr/bin/pg_ctlcluster
 fi

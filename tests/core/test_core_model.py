@@ -17,8 +17,10 @@ from teleway.core.lifecycle import (
 )
 from teleway.core.model import (
     DeliveryState,
+    Device,
     Network,
     Options,
+    ReportOn,
     Settings,
     sender_pattern_matches,
 )
@@ -105,7 +107,9 @@ def test_settings_round_trip_and_unknown_keys() -> None:
 
 def test_options_round_trip() -> None:
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    o = Options(valid_until=now, scheduled_at=now - timedelta(hours=1), report=True, extra={"a": 1})
+    o = Options(
+        valid_until=now, scheduled_at=now - timedelta(hours=1), report=ReportOn.ALL, extra={"a": 1}
+    )
     assert Options.from_dict(o.to_dict()) == o
 
 
@@ -180,3 +184,36 @@ def test_every_regions_example_number_is_valid() -> None:
     assert len(EXAMPLES) > 200
     for raw in EXAMPLES:
         assert normalise_number.__wrapped__(raw) == raw
+
+
+@pytest.mark.parametrize(
+    ("report", "state", "wanted"),
+    [
+        (ReportOn.NONE, DeliveryState.DELIVERED, False),
+        (ReportOn.FINAL, DeliveryState.DELIVERED, True),
+        (ReportOn.FINAL, DeliveryState.EXPIRED, True),
+        (ReportOn.FINAL, DeliveryState.IN_FLIGHT, False),
+        (ReportOn.FAILURE, DeliveryState.DELIVERED, False),
+        (ReportOn.FAILURE, DeliveryState.UNDELIVERABLE, True),
+        (ReportOn.FAILURE, DeliveryState.CANCELLED, True),
+        (ReportOn.FAILURE, DeliveryState.QUEUED, False),
+        (ReportOn.ALL, DeliveryState.IN_FLIGHT, True),
+        (ReportOn.ALL, DeliveryState.DELIVERED, True),
+    ],
+)
+def test_report_on_wants(report: ReportOn, state: DeliveryState, wanted: bool) -> None:
+    assert report.wants(state) is wanted
+
+
+def test_options_from_early_stored_bool_report() -> None:
+    assert Options.from_dict({"report": True}).report is ReportOn.FINAL
+    assert Options.from_dict({"report": False}).report is ReportOn.NONE
+    assert Options.from_dict({}).report is ReportOn.NONE
+    assert Options.from_dict({"report": "failure"}).report is ReportOn.FAILURE
+
+
+def test_settings_new_fields_round_trip() -> None:
+    s = Settings(notify_on=ReportOn.FINAL, smpp_default_device=Device.MOBILE, check_spf=True)
+    back = Settings.from_dict(s.to_dict())
+    assert back == s
+    assert back.notify_on is ReportOn.FINAL and back.smpp_default_device is Device.MOBILE

@@ -11,7 +11,7 @@ import os
 import sys
 
 from teleway.core.accept import accept
-from teleway.core.model import Content, Options, Origin, Recipient, Submission
+from teleway.core.model import Content, Options, Origin, Recipient, ReportOn, Submission
 from teleway.runtime.wiring import RandomIds, SystemClock
 from teleway.store import open_store
 from teleway.store.directory import Directory
@@ -35,7 +35,7 @@ async def main(url: str, account_name: str, acked_path: str, first: int, last: i
                 submitter="crash-test",
                 recipients=(Recipient(number=f"+1781617{n % 10000:04d}"),),
                 content=Content(text=f"crash-{n}"),
-                options=Options(report=True),
+                options=Options(report=ReportOn.FINAL),
             )
             accepted = await accept(submission, store=store.messages, clock=clock, ids=ids)
             os.write(fd, f"{accepted.message_id} crash-{n}\n".encode())

@@ -9,7 +9,7 @@ import pytest
 from store_helpers import Backend, build, submission, submit
 
 from teleway.core.accept import accept
-from teleway.core.model import Attachment, DeliveryState, Device, Options
+from teleway.core.model import Attachment, DeliveryState, Device, Options, ReportOn
 from teleway.core.ports import StoreFull, StoreUnavailable
 from teleway.store import tables
 from teleway.store.rows import DELIVERY_COLUMNS, EVENT_COLUMNS, MESSAGE_COLUMNS
@@ -22,7 +22,7 @@ async def test_message_round_trip(backend: Backend) -> None:
     options = Options(
         valid_until=clock.now() + timedelta(hours=5),
         sender_id="ACME",
-        report=True,
+        report=ReportOn.FAILURE,
         callback_url="https://example.com/hook",
         priority=2,
         extra={"source_ton": 5, "tags": ["a", "b"]},

@@ -133,6 +133,8 @@ async def accept(
             recipient=number,
             device=recipient.device,
             state=DeliveryState.QUEUED,
+            origin=submission.origin,
+            report=options.report,
             next_attempt_at=due,
             valid_until=valid_until,
             created_at=now,

@@ -52,6 +52,28 @@ class LongSmsPolicy(StrEnum):
     REJECT = "reject"  # refuse at submission
 
 
+class ReportOn(StrEnum):
+    """Which state changes of a delivery are reported back to the submitter.
+
+    SMPP maps `registered_delivery` onto it (1 -> FINAL, 2 -> FAILURE, intermediate bit -> ALL),
+    e-mail uses the account's `notify_on`, HTTP reports every change to a webhook (ALL).
+    """
+
+    NONE = "none"
+    FINAL = "final"  # delivered, undeliverable, expired, rejected, cancelled
+    FAILURE = "failure"  # final states other than delivered
+    ALL = "all"  # every change, the intermediate ones too
+
+    def wants(self, state: DeliveryState) -> bool:
+        if self is ReportOn.NONE:
+            return False
+        if self is ReportOn.ALL:
+            return True
+        if not state.is_final:
+            return False
+        return self is ReportOn.FINAL or state is not DeliveryState.DELIVERED
+
+
 class PushMode(StrEnum):
     """Whether SMS recipients that have the app get an IP push instead."""
 
@@ -75,7 +97,19 @@ class Settings:
     validity_seconds: int = 48 * 3600
     max_recipients: int = 100
     notify_email: str | None = None
+    # e-mail notifications to the sender of an e-mail: which outcomes, plain text or RFC 3464 DSN
+    notify_on: ReportOn = ReportOn.FAILURE
+    notify_dsn: bool = False
+    # e-mail to SMS: drop the signature (after "-- ") and quoted replies ("> ...") from the body
+    strip_signature: bool = False
+    strip_quotes: bool = False
+    # sender authenticity of e-mail: SPF of the envelope sender, DKIM/DMARC alignment of From
+    check_spf: bool = False
+    check_dkim: bool = False
     webhook_url: str | None = None
+    webhook_secret: str | None = None
+    # the device an SMPP submit_sm is delivered to (SMS unless the account says otherwise)
+    smpp_default_device: Device = Device.SMS
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,7 +124,15 @@ class Settings:
             "validity_seconds": self.validity_seconds,
             "max_recipients": self.max_recipients,
             "notify_email": self.notify_email,
+            "notify_on": str(self.notify_on),
+            "notify_dsn": self.notify_dsn,
+            "strip_signature": self.strip_signature,
+            "strip_quotes": self.strip_quotes,
+            "check_spf": self.check_spf,
+            "check_dkim": self.check_dkim,
             "webhook_url": self.webhook_url,
+            "webhook_secret": self.webhook_secret,
+            "smpp_default_device": str(self.smpp_default_device),
         }
 
     @classmethod
@@ -105,6 +147,10 @@ class Settings:
             values["long_sms_policy"] = LongSmsPolicy(values["long_sms_policy"])
         if "push_mode" in values:
             values["push_mode"] = PushMode(values["push_mode"])
+        if "notify_on" in values:
+            values["notify_on"] = ReportOn(values["notify_on"])
+        if "smpp_default_device" in values:
+            values["smpp_default_device"] = Device(values["smpp_default_device"])
         return cls(**values)
 
     def merged(self, changes: dict[str, Any]) -> Settings:
@@ -210,7 +256,8 @@ class Options:
     valid_until: datetime | None = None
     scheduled_at: datetime | None = None
     sender_id: str | None = None
-    report: bool = False  # wants a delivery report (SMPP registered_delivery, e-mail, webhook)
+    # which state changes are reported back (SMPP receipt, e-mail notification, webhook)
+    report: ReportOn = ReportOn.NONE
     callback_url: str | None = None
     priority: int = 0
     extra: dict[str, Any] = field(default_factory=dict)  # origin-specific details (e.g. SMPP TONs)
@@ -220,7 +267,7 @@ class Options:
             "valid_until": self.valid_until.isoformat() if self.valid_until else None,
             "scheduled_at": self.scheduled_at.isoformat() if self.scheduled_at else None,
             "sender_id": self.sender_id,
-            "report": self.report,
+            "report": str(self.report),
             "callback_url": self.callback_url,
             "priority": self.priority,
             "extra": self.extra,
@@ -235,11 +282,20 @@ class Options:
             valid_until=when(data.get("valid_until")),
             scheduled_at=when(data.get("scheduled_at")),
             sender_id=data.get("sender_id"),
-            report=bool(data.get("report", False)),
+            report=_report_on(data.get("report")),
             callback_url=data.get("callback_url"),
             priority=int(data.get("priority", 0)),
             extra=dict(data.get("extra") or {}),
         )
+
+
+def _report_on(value: Any) -> ReportOn:
+    """Stored options of early messages kept a bool: True meant final outcomes."""
+    if value is True:
+        return ReportOn.FINAL
+    if not value:
+        return ReportOn.NONE
+    return ReportOn(value)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -312,6 +368,8 @@ class Delivery:
     recipient: str  # E.164
     device: Device
     state: DeliveryState
+    origin: Origin = Origin.CLI  # the message's: where outcomes are reported
+    report: ReportOn = ReportOn.NONE  # the message's: which changes are reported
     attempts: int = 0
     next_attempt_at: datetime
     valid_until: datetime
@@ -348,3 +406,42 @@ class Accepted:
 
 
 DEFAULT_LEASE = timedelta(seconds=60)
+
+
+class OutboxKind(StrEnum):
+    """What an outbox item carries back to a customer."""
+
+    REPORT = "report"  # a delivery changed state (SMPP receipt, e-mail notification, webhook)
+    INBOUND = "inbound"  # a message from a phone (a reply, MO) for the account
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    DROPPED = "dropped"  # given up: validity ended, or refused for good
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutboxItem:
+    """One thing to send back to a customer, the way their message came (`origin`).
+
+    REPORT: `message_id`, `delivery_id` and the `state` reached; `payload` has `reason`, `error`,
+    `recipient`, `device`, `upstream_ids`. INBOUND: `payload` has at least `from`, `to`, `text`,
+    `received_at` (and whatever the router adds, e.g. `reply_to`).
+    """
+
+    id: int
+    kind: OutboxKind
+    origin: Origin
+    account_id: int
+    message_id: str | None
+    delivery_id: str | None
+    state: DeliveryState | None
+    payload: dict[str, Any]
+    status: OutboxStatus
+    attempts: int
+    next_attempt_at: datetime
+    valid_until: datetime
+    created_at: datetime
+    updated_at: datetime
+    last_error: str | None = None

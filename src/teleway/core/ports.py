@@ -6,10 +6,10 @@ Times are timezone-aware UTC datetimes everywhere.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from teleway.core.model import (
     Account,
@@ -18,6 +18,9 @@ from teleway.core.model import (
     DeliveryState,
     Device,
     Message,
+    Origin,
+    OutboxItem,
+    OutboxKind,
 )
 
 
@@ -160,3 +163,64 @@ class BlobStore(Protocol):
     async def get(self, blob_id: str) -> bytes: ...
 
     async def exists(self, blob_id: str) -> bool: ...
+
+
+class Outbox(Protocol):
+    """Durable things to send back to customers (see `core.model.OutboxItem`).
+
+    REPORT items are added by the store itself, in the transaction of the delivery's state
+    change, when the delivery's `report` wants the new state. Each origin's reporter leases its
+    items, sends them, and marks them `done`, `retry` or `drop`.
+    """
+
+    async def add(
+        self,
+        *,
+        kind: OutboxKind,
+        origin: Origin,
+        account_id: int,
+        payload: dict[str, Any],
+        now: datetime,
+        valid_until: datetime,
+        message_id: str | None = None,
+        delivery_id: str | None = None,
+        state: DeliveryState | None = None,
+    ) -> int:
+        """Commit one pending item; return its id (returns after COMMIT)."""
+        ...
+
+    async def lease(
+        self,
+        *,
+        origin: Origin,
+        worker: str,
+        now: datetime,
+        limit: int,
+        lease_for: timedelta,
+        accounts: Collection[int] | None = None,
+    ) -> list[OutboxItem]:
+        """Take up to `limit` due pending items of `origin` (of `accounts` when given), in id
+        order: not leased, or leased by a worker whose lease expired. `attempts` is
+        incremented. Items past `valid_until` are dropped instead."""
+        ...
+
+    async def done(self, item_id: int, *, now: datetime) -> None: ...
+
+    async def retry(self, item_id: int, *, now: datetime, at: datetime, error: str) -> None:
+        """Back to pending, due at `at`, with the error kept."""
+        ...
+
+    async def drop(self, item_id: int, *, now: datetime, error: str) -> None:
+        """Give up on the item for good (the caller logs why)."""
+        ...
+
+    async def wait(self, timeout: float) -> None:
+        """Return when items may be due (a commit in this process added some) or after
+        `timeout` seconds; other nodes' items are found by polling."""
+        ...
+
+    async def recent(
+        self, *, account_id: int, origin: Origin | None = None, limit: int = 50
+    ) -> list[OutboxItem]:
+        """The account's latest items, newest first (for the portal)."""
+        ...

@@ -24,12 +24,13 @@ import math
 import re
 import string
 from collections.abc import Callable, Mapping
+from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
 import phonenumbers
 
-from teleway.core.model import LongSmsPolicy, PushMode, Role, Settings
+from teleway.core.model import Device, LongSmsPolicy, PushMode, ReportOn, Role, Settings
 from teleway.core.templates import PLACEHOLDERS, template_problems
 
 
@@ -395,6 +396,26 @@ def _push_mode(value: object) -> str:
         ) from None
 
 
+def _choice(field: str, value: object, choices: type[StrEnum]) -> str:
+    text = _text(field, value).strip().lower()
+    try:
+        return choices(text).value
+    except ValueError:
+        raise ProvisioningError(
+            field, value, f"must be one of: {', '.join(c.value for c in choices)}"
+        ) from None
+
+
+def _webhook_secret(value: object) -> str | None:
+    field = "settings.webhook_secret"
+    text = _optional_text(field, value)
+    if text is None:
+        return None
+    if not 16 <= len(text) <= 256:
+        raise ProvisioningError(field, "(hidden)", "between 16 and 256 characters")
+    return text
+
+
 def normalise_region(value: object) -> str | None:
     """An ISO 3166 alpha-2 region that libphonenumber knows (`GB`, `US`); empty means none."""
     field = "settings.default_country"
@@ -480,7 +501,15 @@ _SETTING_RULES: dict[str, Callable[[object], object]] = {
     "validity_seconds": lambda v: _int_range("settings.validity_seconds", v, 1, None),
     "max_recipients": lambda v: _int_range("settings.max_recipients", v, 1, None),
     "notify_email": _notify_email,
+    "notify_on": lambda v: _choice("settings.notify_on", v, ReportOn),
+    "notify_dsn": lambda v: _bool("settings.notify_dsn", v),
+    "strip_signature": lambda v: _bool("settings.strip_signature", v),
+    "strip_quotes": lambda v: _bool("settings.strip_quotes", v),
+    "check_spf": lambda v: _bool("settings.check_spf", v),
+    "check_dkim": lambda v: _bool("settings.check_dkim", v),
     "webhook_url": normalise_webhook_url,
+    "webhook_secret": _webhook_secret,
+    "smpp_default_device": lambda v: _choice("settings.smpp_default_device", v, Device),
 }
 
 SETTING_NAMES: tuple[str, ...] = tuple(Settings().to_dict())

@@ -25,7 +25,16 @@ import uvicorn
 from teleway.channels.sms.channel import SmsChannel
 from teleway.channels.sms.upstream import Upstream, UpstreamSettings
 from teleway.core.accept import SubmissionRejected, accept
-from teleway.core.model import Accepted, Content, Device, Options, Origin, Recipient, Submission
+from teleway.core.model import (
+    Accepted,
+    Content,
+    Device,
+    Options,
+    Origin,
+    Recipient,
+    ReportOn,
+    Submission,
+)
 from teleway.core.ports import StoreUnavailable
 from teleway.core.retry import RetryPolicy
 from teleway.runtime.acceptance import Acceptor
@@ -348,7 +357,9 @@ async def submit_from_cli(
             submitter=f"cli:{_login_name()}",
             recipients=tuple(parsed),
             content=Content(text=text, subject=subject),
-            options=Options(sender_id=sender_id, report=report),
+            options=Options(
+                sender_id=sender_id, report=ReportOn.FINAL if report else ReportOn.NONE
+            ),
         )
         try:
             return await accept(

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from teleway.store.engine import DEFAULT_URL, Database, StoreRejected, open_engine
 from teleway.store.messages import SqlMessageStore
 from teleway.store.migrations import SchemaMismatch, check_current, upgrade
+from teleway.store.outbox import SqlOutbox
 from teleway.store.queue import SqlWorkQueue
 from teleway.store.writer import MAX_PENDING, WorkSignal, Writer
 
@@ -28,6 +29,7 @@ __all__ = [
     "DEFAULT_URL",
     "SchemaMismatch",
     "SqlMessageStore",
+    "SqlOutbox",
     "SqlWorkQueue",
     "Store",
     "StoreRejected",
@@ -43,6 +45,7 @@ class Store:
     db: Database
     messages: SqlMessageStore
     queue: SqlWorkQueue
+    outbox: SqlOutbox
     writer: Writer
     signal: WorkSignal
 
@@ -85,6 +88,7 @@ async def open_store(
         db=db,
         messages=SqlMessageStore(db, writer),
         queue=SqlWorkQueue(db, writer, signal),
+        outbox=SqlOutbox(db, writer),
         writer=writer,
         signal=signal,
     )

@@ -44,6 +44,7 @@ from teleway.core.ports import Lease
 from teleway.store import tables
 from teleway.store.engine import Database
 from teleway.store.messages import merge_ids, record_upstream_ids
+from teleway.store.outbox import report_row
 from teleway.store.rows import delivery_from_row
 from teleway.store.writer import EventRows, WorkSignal, Writer
 
@@ -184,6 +185,7 @@ class SqlWorkQueue:
                 if row.state == S.IN_FLIGHT.value:
                     reason = f"lease of {row.lease_owner} expired; {reason}"
                 events.append(_event(row.id, now, S(row.state), S.IN_FLIGHT, reason))
+                _report(events, delivery, S.IN_FLIGHT, now, reason)
                 leases.append(Lease(delivery=delivery, worker=worker, expires_at=expires))
             return leases
 
@@ -302,7 +304,10 @@ class SqlWorkQueue:
             record_upstream_ids(
                 self._db, connection, change.delivery_id, change.upstream_ids, change.now
             )
-        return delivery_from_row(row)
+        delivery = delivery_from_row(row)
+        if from_state is not change.to_state:
+            _report(events, delivery, change.to_state, change.now, change.reason)
+        return delivery
 
     async def expire_due(self, *, now: datetime, limit: int = 1000) -> list[Delivery]:
         if limit <= 0:
@@ -356,6 +361,7 @@ class SqlWorkQueue:
                 if row.state == S.IN_FLIGHT.value and row.lease_owner is None:
                     reason = "no outcome reported before the wait ended"
                 events.append(_event(row.id, now, S(row.state), S.EXPIRED, reason))
+                _report(events, by_id[row.id], S.EXPIRED, now, reason)
             return [by_id[row.id] for row in rows]
 
         return await self._writer.write_logged(job)
@@ -379,6 +385,15 @@ class SqlWorkQueue:
             return counts
 
         return await self._db.read(read)
+
+
+def _report(
+    journal: EventRows, delivery: Delivery, to_state: DeliveryState, now: datetime, reason: str
+) -> None:
+    """Add the outbox row reporting the change, when the delivery's submitter asked for it."""
+    row = report_row(delivery, to_state, now, reason)
+    if row is not None:
+        journal.reports.append(row)
 
 
 def _event(

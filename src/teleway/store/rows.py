@@ -17,6 +17,7 @@ from teleway.core.model import (
     Message,
     Options,
     Origin,
+    ReportOn,
 )
 
 # The new rows of a message go to the database as positional tuples through the driver's
@@ -31,9 +32,14 @@ MESSAGE_COLUMNS = (
 DELIVERY_COLUMNS = (
     "id", "message_id", "account_id", "seq", "recipient", "device", "state", "attempts",
     "next_attempt_at", "valid_until", "lease_owner", "lease_expires_at", "channel",
-    "upstream_ids", "error", "created_at", "updated_at",
+    "upstream_ids", "error", "created_at", "updated_at", "origin", "report",
 )  # fmt: skip
 EVENT_COLUMNS = ("delivery_id", "at", "from_state", "to_state", "reason")
+OUTBOX_COLUMNS = (
+    "kind", "origin", "account_id", "message_id", "delivery_id", "state", "payload", "status",
+    "attempts", "next_attempt_at", "valid_until", "lease_owner", "lease_expires_at", "last_error",
+    "created_at", "updated_at",
+)  # fmt: skip
 
 _EMPTY_LIST = "[]"
 _dumps = json.dumps
@@ -113,6 +119,8 @@ def delivery_values(delivery: Delivery) -> tuple[Any, ...]:
         delivery.error,
         _epoch(delivery.created_at),
         _epoch(delivery.updated_at),
+        delivery.origin,
+        delivery.report,
     )
 
 
@@ -163,6 +171,8 @@ def delivery_from_row(row: Mapping[Any, Any]) -> Delivery:
         updated_at=row["updated_at"],
         lease_owner=row["lease_owner"],
         lease_expires_at=row["lease_expires_at"],
+        origin=Origin(row["origin"]),
+        report=ReportOn(row["report"]),
     )
 
 

@@ -155,11 +155,17 @@ deliveries = Table(
     Column("error", Text, nullable=True),
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
+    # the message's origin and what it asked to be told (core.model.ReportOn): a state change
+    # the delivery reports adds an `outbox` row in the same transaction
+    Column("origin", String(8), nullable=False, server_default="cli"),
+    Column("report", String(8), nullable=False, server_default="none"),
     Index(None, "state", "next_attempt_at"),
     Index(None, "account_id", "created_at"),
     # the queue's other searches: expired leases to take over, validity ends to expire
     Index(None, "state", "lease_expires_at"),
     Index(None, "state", "valid_until"),
+    # replies (MO) are threaded to the latest message sent to their sender
+    Index(None, "recipient", "created_at"),
 )
 
 # upstream message id -> delivery (one row per SMS part), for receipt matching; `state` is the
@@ -195,4 +201,103 @@ audit_log = Table(
     Column("action", String(64), nullable=False),
     Column("subject", String(256), nullable=False),
     Column("detail", JSON, nullable=False, default=dict),
+)
+
+
+# Things to send back to customers, written in the same transaction as their cause: delivery
+# reports (kind "report", added by the store when a delivery whose `report` wants the new state
+# changes state) and inbound messages (kind "inbound": replies from phones, routed to an account).
+# The reporter of each origin (notify/: SMPP receipts, e-mail, webhooks) leases them in id order.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(8), nullable=False),
+    Column("origin", String(8), nullable=False),
+    Column("account_id", Integer, nullable=False),
+    Column("message_id", String(64), nullable=True),
+    Column("delivery_id", String(64), nullable=True),
+    Column("state", String(16), nullable=True),
+    Column("payload", JSON, nullable=False, default=dict),
+    Column("status", String(8), nullable=False),  # pending, sent, dropped
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Timestamp, nullable=False),
+    Column("valid_until", Timestamp, nullable=False),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_expires_at", Timestamp, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Index(None, "status", "origin", "next_attempt_at"),
+    Index(None, "account_id", "created_at"),
+    Index(None, "delivery_id"),
+)
+
+# REST API keys: only a SHA-256 of the key is kept (the key is 256 random bits, shown once)
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("prefix", String(16), nullable=False),  # shown in lists to tell keys apart
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("rate_limit", Float, nullable=True),  # requests per second; NULL: the default
+    Column("created_at", Timestamp, nullable=False),
+    Column("last_used_at", Timestamp, nullable=True),
+    Column("revoked_at", Timestamp, nullable=True),
+    UniqueConstraint("account_id", "name"),
+)
+
+# `Idempotency-Key` of REST submissions: the same key and body get the same answer
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("account_id", Integer, primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("message_id", String(64), nullable=False),
+    Column("response", JSON, nullable=False, default=dict),
+    Column("created_at", Timestamp, nullable=False),
+    Index(None, "created_at"),
+)
+
+# each webhook call, for the portal ("last responses")
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("outbox_id", Integer, nullable=False, index=True),
+    Column("account_id", Integer, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("at", Timestamp, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("response", Text, nullable=True),  # first KiB of the body
+    Column("error", Text, nullable=True),
+    Column("duration_ms", Float, nullable=True),
+    Index(None, "account_id", "at"),
+)
+
+# portal sessions: the cookie carries a random token, the table its SHA-256
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("ip", String(64), nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp, nullable=False),
+    Column("last_seen_at", Timestamp, nullable=False),
+    Index(None, "user_id"),
+)
+
+# numbers (long numbers, short codes, alphanumeric ids) an account receives replies on
+inbound_numbers = Table(
+    "inbound_numbers",
+    metadata,
+    Column("number", String(32), primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Index(None, "account_id"),
 )

@@ -54,17 +54,32 @@ from teleway.store.engine import (
     to_asyncpg_dsn,
     translate,
 )
-from teleway.store.rows import DELIVERY_COLUMNS, EVENT_COLUMNS, MESSAGE_COLUMNS
+from teleway.store.rows import DELIVERY_COLUMNS, EVENT_COLUMNS, MESSAGE_COLUMNS, OUTBOX_COLUMNS
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-EventRows = list[tuple[Any, ...]]
+
+
+class Journal(list[tuple[Any, ...]]):
+    """What a transaction's delivery changes record besides the rows they update: the
+    delivery_events rows (the list itself, values in `store.rows.EVENT_COLUMNS` order) and the
+    outbox rows reporting them (`reports`, `store.rows.OUTBOX_COLUMNS` order). The writer
+    inserts both before COMMIT."""
+
+    __slots__ = ("reports",)
+
+    def __init__(self, rows: Any = ()) -> None:
+        super().__init__(rows)
+        self.reports: list[tuple[Any, ...]] = []
+
+
+EventRows = Journal
 Job = Callable[[Connection], T]
 """A write: runs inside the writer's transaction."""
 LoggingJob = Callable[[Connection, EventRows], T]
-"""A write that may also append delivery_events rows (values in `store.rows.EVENT_COLUMNS`
-order); the writer inserts all of a transaction's events with one executemany before COMMIT."""
+"""A write that may also append delivery_events rows and outbox reports (see `Journal`); the
+writer inserts all of a transaction's rows with one executemany each before COMMIT."""
 Outcome = tuple[bool, Any]  # (True, result) or (False, exception)
 
 WORK_CHANNEL = "teleway_work"  # PostgreSQL LISTEN/NOTIFY channel for "new work may be due"
@@ -181,6 +196,9 @@ class Writer:
         self._insert_messages = _insert_sql("messages", MESSAGE_COLUMNS, db)
         self._insert_deliveries = _insert_sql("deliveries", DELIVERY_COLUMNS, db)
         self._insert_events = _insert_sql("delivery_events", EVENT_COLUMNS, db)
+        self._insert_reports = _insert_sql("outbox", OUTBOX_COLUMNS, db)
+        self.on_reports: Callable[[], None] | None = None  # called after a commit added reports
+        self._reported = False  # set by the transaction side, read by the event loop side
         self._notify = db.is_postgresql
         # SQLite: the thread and connection every write of this process goes through.
         self._thread: ThreadPoolExecutor | None = None
@@ -282,7 +300,14 @@ class Writer:
                 item.future.set_exception(value)
         if wakes:
             self._signal.notify()
+        self._tell_reports()
         self._start_batch()
+
+    def _tell_reports(self) -> None:
+        if self._reported:
+            self._reported = False
+            if self.on_reports is not None:
+                self.on_reports()
 
     # -- transactions (writer thread / connection side) ----------------------------------
 
@@ -363,19 +388,25 @@ class Writer:
         """One transaction: the new messages' rows, then the jobs in order, then COMMIT."""
         with connection.begin():
             messages = [item.message for item in batch if item.message is not None]
-            events: EventRows = []
+            events = Journal()
             if messages:
                 self._insert(connection, self._insert_messages, messages)
                 deliveries = [row for item in batch for row in item.deliveries]
                 if deliveries:
                     self._insert(connection, self._insert_deliveries, deliveries)
-                events = [row for item in batch for row in item.events]
+                events.extend(row for item in batch for row in item.events)
             results = [None if item.job is None else item.job(connection, events) for item in batch]
-            if events:
-                self._insert(connection, self._insert_events, events)
+            self._insert_journal(connection, events)
             if self._notify and any(item.wakes for item in batch):
                 connection.exec_driver_sql(f"NOTIFY {WORK_CHANNEL}")
         return results
+
+    def _insert_journal(self, connection: Connection, journal: Journal) -> None:
+        if journal:
+            self._insert(connection, self._insert_events, journal)
+        if journal.reports:
+            self._insert(connection, self._insert_reports, journal.reports)
+            self._reported = True  # told after COMMIT; a rollback only causes a spurious wake
 
     def _insert(self, connection: Connection, insert: str, rows: list[tuple[Any, ...]]) -> None:
         """Insert rows. asyncpg: its executemany (one pipelined round trip). sqlite3: multi-row
@@ -408,14 +439,14 @@ class Writer:
                 continue
             if wakes:
                 self._signal.notify()
+            self._tell_reports()
             return result
         raise AssertionError("unreachable")
 
     def _run_alone(self, connection: Connection, job: LoggingJob[T]) -> T:
-        events: EventRows = []
+        events = Journal()
         result = job(connection, events)
-        if events:
-            self._insert(connection, self._insert_events, events)
+        self._insert_journal(connection, events)
         return result
 
     async def close(self) -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from teleway.core.ids import make_id
 from teleway.core.lifecycle import InvalidTransition, sources_of
@@ -23,6 +25,10 @@ from teleway.core.model import (
     DeliveryState,
     Device,
     Message,
+    Origin,
+    OutboxItem,
+    OutboxKind,
+    OutboxStatus,
 )
 from teleway.core.ports import Lease, StoreUnavailable
 
@@ -82,6 +88,7 @@ class InMemoryStore:
         self.upstream: dict[str, str] = {}
         self.fail_writes: StoreUnavailable | None = None
         self._work = asyncio.Event()
+        self.outbox = InMemoryOutbox(self)
 
     async def _writing(self) -> None:
         await asyncio.sleep(0)  # let other tasks run, as a real store would
@@ -326,6 +333,8 @@ class InMemoryStore:
                 delivery_id=new.id, at=now, from_state=old.state, to_state=new.state, reason=reason
             )
         )
+        if old.state is not new.state:
+            self.outbox.report(new, now, reason)
 
     def _record(self, delivery: Delivery, upstream_ids: Sequence[str]) -> Delivery:
         merged = list(delivery.upstream_ids)
@@ -342,3 +351,162 @@ def _check_aware(*values: datetime) -> None:
     for value in values:
         if value.tzinfo is None:
             raise ValueError("naive datetime given to the store")
+
+
+class InMemoryOutbox:
+    """`Outbox` in memory, same semantics as `teleway.store.outbox.SqlOutbox`; REPORT items are
+    added by its `InMemoryStore`'s state changes."""
+
+    def __init__(self, store: InMemoryStore) -> None:
+        self._store = store
+        self.items: dict[int, OutboxItem] = {}
+        self._leases: dict[int, tuple[str, datetime]] = {}
+        self._next = 1
+        self._event = asyncio.Event()
+
+    def _new(self, **values: Any) -> int:
+        item_id = self._next
+        self._next += 1
+        self.items[item_id] = OutboxItem(
+            id=item_id, status=OutboxStatus.PENDING, attempts=0, **values
+        )
+        self._event.set()
+        return item_id
+
+    def report(self, delivery: Delivery, now: datetime, reason: str) -> None:
+        if delivery.origin is Origin.CLI or not delivery.report.wants(delivery.state):
+            return
+        self._new(
+            kind=OutboxKind.REPORT,
+            origin=delivery.origin,
+            account_id=delivery.account_id,
+            message_id=delivery.message_id,
+            delivery_id=delivery.id,
+            state=delivery.state,
+            payload={
+                "reason": reason,
+                "error": delivery.error,
+                "recipient": delivery.recipient,
+                "device": str(delivery.device),
+                "upstream_ids": list(delivery.upstream_ids),
+                "attempts": delivery.attempts,
+                "submitted_at": delivery.created_at.timestamp(),
+            },
+            next_attempt_at=now,
+            valid_until=max(delivery.valid_until, now + timedelta(days=1)),
+            created_at=now,
+            updated_at=now,
+        )
+
+    async def add(
+        self,
+        *,
+        kind: OutboxKind,
+        origin: Origin,
+        account_id: int,
+        payload: dict[str, Any],
+        now: datetime,
+        valid_until: datetime,
+        message_id: str | None = None,
+        delivery_id: str | None = None,
+        state: DeliveryState | None = None,
+    ) -> int:
+        await self._store._writing()
+        return self._new(
+            kind=kind,
+            origin=origin,
+            account_id=account_id,
+            message_id=message_id,
+            delivery_id=delivery_id,
+            state=state,
+            payload=dict(payload),
+            next_attempt_at=now,
+            valid_until=valid_until,
+            created_at=now,
+            updated_at=now,
+        )
+
+    async def lease(
+        self,
+        *,
+        origin: Origin,
+        worker: str,
+        now: datetime,
+        limit: int,
+        lease_for: timedelta,
+        accounts: Collection[int] | None = None,
+    ) -> list[OutboxItem]:
+        await self._store._writing()
+        taken: list[OutboxItem] = []
+        for item in sorted(self.items.values(), key=lambda i: i.id):
+            if item.status is not OutboxStatus.PENDING or item.origin is not origin:
+                continue
+            if accounts is not None and item.account_id not in accounts:
+                continue
+            lease = self._leases.get(item.id)
+            if lease is not None and lease[1] > now:
+                continue
+            if item.valid_until <= now:
+                self._change(
+                    item.id,
+                    now,
+                    status=OutboxStatus.DROPPED,
+                    last_error="validity ended before it could be sent",
+                )
+                continue
+            if item.next_attempt_at > now or len(taken) >= min(limit, 500):
+                continue
+            self._leases[item.id] = (worker, now + lease_for)
+            taken.append(self._change(item.id, now, attempts=item.attempts + 1))
+        return taken
+
+    def _change(self, item_id: int, now: datetime, **values: Any) -> OutboxItem:
+        item = replace(self.items[item_id], updated_at=now, **values)
+        self.items[item_id] = item
+        return item
+
+    async def done(self, item_id: int, *, now: datetime) -> None:
+        await self._store._writing()
+        self._leases.pop(item_id, None)
+        self._change(item_id, now, status=OutboxStatus.SENT)
+
+    async def retry(self, item_id: int, *, now: datetime, at: datetime, error: str) -> None:
+        await self._store._writing()
+        self._leases.pop(item_id, None)
+        self._change(
+            item_id, now, status=OutboxStatus.PENDING, next_attempt_at=at, last_error=error
+        )
+        if at <= now:
+            self._event.set()
+
+    async def drop(self, item_id: int, *, now: datetime, error: str) -> None:
+        await self._store._writing()
+        self._leases.pop(item_id, None)
+        self._change(item_id, now, status=OutboxStatus.DROPPED, last_error=error)
+
+    async def wait(self, timeout: float) -> None:
+        if not self._event.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._event.wait(), timeout)
+        self._event.clear()
+
+    def wake(self) -> None:
+        self._event.set()
+
+    async def get(self, item_id: int) -> OutboxItem | None:
+        return self.items.get(item_id)
+
+    async def recent(
+        self, *, account_id: int, origin: Origin | None = None, limit: int = 50
+    ) -> list[OutboxItem]:
+        found = [
+            i
+            for i in self.items.values()
+            if i.account_id == account_id and (origin is None or i.origin is origin)
+        ]
+        return sorted(found, key=lambda i: i.id, reverse=True)[:limit]
+
+    async def for_delivery(self, delivery_id: str) -> list[OutboxItem]:
+        return sorted(
+            (i for i in self.items.values() if i.delivery_id == delivery_id), key=lambda i: i.id
+        )
