@@ -54,6 +54,7 @@ __all__ = [
     "LogLevel",
     "LoggingConfig",
     "MessageIdFormat",
+    "NotificationsConfig",
     "QueueConfig",
     "RouteConfig",
     "SecurityConfig",
@@ -250,6 +251,12 @@ def _smpp_text(max_len: int, spec: str) -> Callable[[str], str]:
     return check
 
 
+def _relay_tls(value: str) -> str:
+    if value not in ("none", "starttls", "tls"):
+        raise _Invalid('must be "none", "starttls" or "tls"')
+    return value
+
+
 def _http_url(value: str) -> str:
     if value and not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
         raise _Invalid("must be empty or an http:// or https:// URL")
@@ -398,6 +405,37 @@ class SmtpListenerConfig:
     auth_require_tls: bool = True
     tls_cert: str = ""
     tls_key: str = ""
+    # SMTP AUTH (PLAIN/LOGIN, after STARTTLS only) for users of an account
+    auth: bool = True
+    # limits per client IP address and per account; 0 switches a rate limit off
+    max_connections_per_ip: int = field(default=20, metadata=_rule(_non_negative))
+    connections_per_minute_per_ip: int = field(default=600, metadata=_rule(_non_negative))
+    messages_per_minute_per_ip: int = field(default=6000, metadata=_rule(_non_negative))
+    messages_per_minute_per_account: int = field(default=6000, metadata=_rule(_non_negative))
+    # name in the greeting and EHLO reply (empty: the first gateway domain)
+    hostname: str = ""
+    # DNS servers for SPF and DKIM checks ("host" or "host:port"); empty: the system's
+    dns_servers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class NotificationsConfig:
+    """``[notifications]``: e-mails to senders about their messages' outcomes, and replies
+    from phones to e-mail senders, through an outbound SMTP relay."""
+
+    enabled: bool = True
+    relay_host: str = field(default="127.0.0.1", metadata=_rule(_host))
+    relay_port: int = field(default=25, metadata=_rule(_port))
+    # "none", "starttls" (upgrade after EHLO) or "tls" (implicit TLS, e.g. port 465)
+    relay_tls: str = field(default="none", metadata=_rule(_relay_tls))
+    relay_tls_verify: bool = True
+    relay_user: str = ""
+    relay_password: str = field(default="", metadata=_rule(secret=True))
+    from_address: str = "teleway@teleway.localhost"
+    # a failed relay attempt is retried with back-off until the item's validity ends
+    retry_base_seconds: float = field(default=30.0, metadata=_rule(_positive))
+    retry_max_seconds: float = field(default=3600.0, metadata=_rule(_positive))
+    timeout: float = field(default=30.0, metadata=_rule(_positive))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -411,6 +449,12 @@ class SmppListenerConfig:
     enquire_link_interval: float = field(default=30.0, metadata=_rule(_positive))
     response_timeout: float = field(default=10.0, metadata=_rule(_positive))
     inactivity_timeout: float = field(default=300.0, metadata=_rule(_positive))
+    # largest PDU an ESME may send (SMPP v3.4 3.2 sets no limit; 64 KiB holds every real one)
+    max_pdu_length: int = field(default=65536, metadata=_rule(_positive))
+    # our deliver_sm (receipts, replies) awaiting deliver_sm_resp per bind
+    receipt_window: int = field(default=10, metadata=_rule(_positive))
+    # how long the parts of a concatenated message may take to arrive, all of them
+    concat_timeout: float = field(default=10.0, metadata=_rule(_positive))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -626,6 +670,7 @@ class Config:
     routes: tuple[RouteConfig, ...] = ()
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
     source: Path | None = field(default=None, compare=False, metadata={"internal": True})
 
     def listening_addresses(self) -> list[tuple[str, str, int]]:

@@ -1,0 +1,283 @@
+"""An e-mail as the gateway sees it: subject, readable body text, attachments, loop markers.
+
+Parsed with the standard library's `email` package (policy `default`): RFC 2047 encoded words,
+quoted-printable and base64, nested multiparts. What real mailers send is often not quite right,
+so every step tolerates it: a missing or wrong charset falls back to UTF-8 then Windows-1252,
+raw 8-bit header bytes are read as UTF-8, a broken multipart keeps the parts found. Only a
+message with nothing readable at all is refused (`UnreadableEmail`).
+"""
+
+from __future__ import annotations
+
+import codecs
+import email.utils
+from collections.abc import Iterable
+from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage, Message
+from email.parser import BytesParser
+from typing import BinaryIO
+
+from teleway.core.model import Device
+from teleway.render.text import (
+    html_to_text,
+    normalise_whitespace,
+    one_line,
+    strip_quotes,
+    strip_signature,
+)
+
+MAX_SUBJECT_CHARS = 998  # RFC 5322 2.1.1: a header line is at most 998 characters
+MAX_PARTS = 500  # more MIME parts than any real e-mail has: a hostile message, refused
+
+# What each device can carry (seeds/smtp-gateway.txt, "Available inputs"). SMS and the phones
+# take the text; audio attachments are kept for SMS (stored with the message, the SMS carries the
+# text) and played to phones; a fax takes documents, text and images.
+_OFFICE = frozenset(
+    {
+        "application/msword",
+        "application/rtf",
+        "application/vnd.ms-excel",
+        "application/vnd.ms-powerpoint",
+        "application/vnd.oasis.opendocument.text",
+        "application/vnd.oasis.opendocument.spreadsheet",
+        "application/vnd.oasis.opendocument.presentation",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "text/rtf",
+    }
+)
+
+
+def device_accepts(device: Device, content_type: str) -> bool:
+    """Whether an attachment of `content_type` is something `device` can deliver."""
+    content_type = content_type.lower()
+    if device is Device.FAX:
+        return (
+            content_type in _OFFICE
+            or content_type == "application/pdf"
+            or content_type.startswith(("text/", "image/"))
+        )
+    return content_type.startswith("audio/")
+
+
+class UnreadableEmail(ValueError):
+    """Nothing in the message can be delivered; `reason` goes into the 5xx reply."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, kw_only=True)
+class MailAttachment:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParsedEmail:
+    subject: str
+    body: str  # readable text: the text/plain part, else the HTML converted; not yet stripped
+    from_addresses: tuple[str, ...]  # From: header addresses, lower case
+    reply_to: str | None
+    message_id: str | None
+    auto_submitted: str | None  # RFC 3834 Auto-Submitted, lower case ("no" when absent)
+    attachments: tuple[MailAttachment, ...]
+    defects: tuple[str, ...]  # what the parser found wrong (logged, not fatal)
+
+
+def _charset_codec(charset: str | None) -> str | None:
+    if not charset:
+        return None
+    try:
+        return codecs.lookup(charset.strip().strip('"')).name
+    except LookupError:
+        return None
+
+
+def decode_text(payload: bytes, charset: str | None) -> str:
+    """Bytes of a text part as Unicode: its declared charset, else UTF-8, else Windows-1252
+    (which maps every byte, so nothing is refused for an unknown charset)."""
+    codec = _charset_codec(charset)
+    if codec is not None and codec not in ("ascii", "us-ascii"):
+        try:
+            return payload.decode(codec)
+        except UnicodeDecodeError:
+            pass
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    if codec is not None:
+        return payload.decode(codec, errors="replace")
+    return payload.decode("cp1252", errors="replace")
+
+
+def _header_text(value: object) -> str:
+    """A header value as text; raw 8-bit bytes (not RFC 2047 encoded) are read as UTF-8."""
+    text = str(value)
+    if any("\udc80" <= ch <= "\udcff" for ch in text):
+        raw = text.encode("utf-8", errors="surrogateescape")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("cp1252", errors="replace")
+    return text
+
+
+def _header(message: Message, name: str) -> str | None:
+    try:
+        value = message.get(name)
+    except Exception:  # a malformed header makes the policy's parser raise
+        raw = message.get_all(name, failobj=[]) if hasattr(message, "get_all") else []
+        value = raw[0] if raw else None
+    if value is None:
+        return None
+    try:
+        return _header_text(value)
+    except Exception:
+        return None
+
+
+def _addresses(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    found = []
+    for _, address in email.utils.getaddresses([value]):
+        if "@" in address:
+            found.append(address.strip().lower())
+    return tuple(found)
+
+
+def _part_text(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        inner = part.get_payload()
+        return inner if isinstance(inner, str) else ""
+    text = decode_text(payload, part.get_content_charset())
+    if part.get_content_subtype() == "html":
+        return html_to_text(text)
+    return text
+
+
+def _is_attachment(part: Message) -> bool:
+    disposition = (part.get_content_disposition() or "").lower()
+    if disposition == "attachment":
+        return True
+    # images, audio, documents, inline or not
+    return part.get_content_maintype() not in ("text", "multipart", "message")
+
+
+def _filename(part: Message, index: int) -> str:
+    try:
+        name = part.get_filename()
+    except Exception:
+        name = None
+    if name:
+        return one_line(_header_text(name))[:255]
+    subtype = part.get_content_subtype() or "bin"
+    return f"attachment-{index}.{subtype}"
+
+
+def _body_part(message: Message) -> Message | None:
+    """The part a person reads: text/plain preferred over HTML inside alternatives, the first
+    text part otherwise; a forwarded message's (message/rfc822) body when there is no other."""
+    if isinstance(message, EmailMessage):
+        try:
+            body = message.get_body(preferencelist=("plain", "html"))
+        except Exception:
+            body = None
+        if body is not None and not _is_explicit_attachment(body):
+            return body
+    for part in message.walk():
+        if part.get_content_maintype() == "text" and not _is_explicit_attachment(part):
+            return part
+    return None
+
+
+def _is_explicit_attachment(part: Message) -> bool:
+    return (part.get_content_disposition() or "").lower() == "attachment"
+
+
+def parse_email(source: bytes | BinaryIO) -> ParsedEmail:
+    """Read an RFC 5322 message (headers and body, as received in DATA)."""
+    parser = BytesParser(policy=policy.default)
+    message = parser.parsebytes(source) if isinstance(source, bytes) else parser.parse(source)
+    parts = list(message.walk())
+    if len(parts) > MAX_PARTS:
+        raise UnreadableEmail(f"{len(parts)} MIME parts; at most {MAX_PARTS} are read")
+    subject = one_line(_header(message, "subject") or "")[:MAX_SUBJECT_CHARS]
+    body_part = _body_part(message)
+    body = _part_text(body_part) if body_part is not None else ""
+    if body_part is None and not message.is_multipart():
+        raw = message.get_payload()
+        body = raw if isinstance(raw, str) else ""
+    attachments: list[MailAttachment] = []
+    for index, part in enumerate(parts):
+        if part is body_part or part.is_multipart() or (part is message and body_part is None):
+            continue
+        if part.get_content_maintype() == "message":
+            continue
+        if part.get_content_maintype() == "text" and not _is_explicit_attachment(part):
+            # other text parts (the HTML alternative, a forwarded message's text) stay out
+            continue
+        if not _is_attachment(part):
+            continue
+        data = part.get_payload(decode=True)
+        if not isinstance(data, bytes) or not data:
+            continue
+        attachments.append(
+            MailAttachment(
+                filename=_filename(part, index),
+                content_type=part.get_content_type(),
+                data=data,
+            )
+        )
+    defects = tuple(
+        sorted({type(d).__name__ for part in parts for d in getattr(part, "defects", ())})
+    )
+    if message.is_multipart() and body_part is None and not attachments:
+        payload = message.get_payload()
+        if isinstance(payload, str) or not payload:
+            raise UnreadableEmail("broken MIME structure: no part could be read")
+    auto = (_header(message, "auto-submitted") or "no").strip().lower()
+    reply_to = _addresses(_header(message, "reply-to"))
+    return ParsedEmail(
+        subject=subject,
+        body=body,
+        from_addresses=_addresses(_header(message, "from")),
+        reply_to=reply_to[0] if reply_to else None,
+        message_id=_header(message, "message-id"),
+        auto_submitted=auto.split(";")[0].strip() or "no",
+        attachments=tuple(attachments),
+        defects=defects,
+    )
+
+
+def sms_body(parsed: ParsedEmail, *, signature: bool, quotes: bool) -> str:
+    """The body text as it goes into the template: optional signature and quote stripping (per
+    account), white space normalised."""
+    text = parsed.body.replace("\r\n", "\n")
+    if quotes:
+        text = strip_quotes(text)
+    if signature:
+        text = strip_signature(text)
+    return normalise_whitespace(text)
+
+
+def attachments_for(
+    parsed: ParsedEmail, devices: Iterable[Device]
+) -> tuple[list[MailAttachment], list[MailAttachment]]:
+    """(kept, ignored): an attachment is kept when one of the recipients' devices takes it."""
+    wanted = set(devices)
+    kept: list[MailAttachment] = []
+    ignored: list[MailAttachment] = []
+    for attachment in parsed.attachments:
+        if any(device_accepts(d, attachment.content_type) for d in wanted):
+            kept.append(attachment)
+        else:
+            ignored.append(attachment)
+    return kept, ignored
