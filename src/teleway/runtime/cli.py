@@ -12,6 +12,8 @@ import click
 
 from teleway.runtime.cli_admin import admin
 from teleway.runtime.cli_config import config as config_group
+from teleway.runtime.cli_routes import routes
+from teleway.runtime.cli_simulate import simulate_mo
 from teleway.runtime.cli_smpp import smpp
 from teleway.runtime.cli_sms import sms
 from teleway.runtime.config import Config, ConfigError, load_config
@@ -166,6 +168,61 @@ def simulate() -> None:
     metavar="NUMBER",
     help="Answer submits to this destination with ESME_RINVDSTADR; repeatable.",
 )
+@click.option(
+    "--throttle-ratio",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of submits answered ESME_RTHROTTLED.",
+)
+@click.option(
+    "--error-ratio",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of submits answered with --error-status.",
+)
+@click.option(
+    "--error-status",
+    default="0x08",
+    show_default=True,
+    help="command_status for --error-ratio (number, e.g. 0x08 ESME_RSYSERR, 0x0b ESME_RINVDSTADR).",
+)
+@click.option(
+    "--response-delay",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds before each submit is answered (slow SMSC).",
+)
+@click.option(
+    "--no-response-ratio",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of submits never answered (response timeouts).",
+)
+@click.option(
+    "--disconnect-ratio",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of submits that drop the connection unanswered (random disconnects).",
+)
+@click.option(
+    "--receipt-jitter",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Receipts come up to this many seconds after --receipt-delay.",
+)
+@click.option(
+    "--failure-err",
+    default=1,
+    show_default=True,
+    type=click.IntRange(0, 999),
+    help="err: code of UNDELIV receipts.",
+)
 def smsc(
     host: str,
     port: int,
@@ -178,8 +235,18 @@ def smsc(
     seed: int | None,
     throttle_every: int,
     reject_destinations: tuple[str, ...],
+    throttle_ratio: float,
+    error_ratio: float,
+    error_status: str,
+    response_delay: float,
+    no_response_ratio: float,
+    disconnect_ratio: float,
+    receipt_jitter: float,
+    failure_err: int,
 ) -> None:
-    """Run an SMPP SMSC simulator: accepts binds, answers submits, sends receipts."""
+    """Run an SMPP SMSC simulator: accepts binds, answers submits, sends receipts.
+
+    Replies from phones (MO) are injected with `teleway simulate mo`."""
     from teleway.runtime.logs import setup_logging
     from teleway.testing.smsc import SimulatorSettings, serve_forever
 
@@ -196,6 +263,14 @@ def smsc(
         seed=seed,
         throttle_every=throttle_every,
         reject_destinations=frozenset(d.lstrip("+") for d in reject_destinations),
+        throttle_ratio=throttle_ratio,
+        error_ratio=error_ratio,
+        error_status=_status_number(error_status),
+        response_delay=response_delay,
+        no_response_ratio=no_response_ratio,
+        disconnect_ratio=disconnect_ratio,
+        receipt_jitter=receipt_jitter,
+        failure_err=failure_err,
     )
     try:
         asyncio.run(serve_forever(settings))
@@ -205,6 +280,19 @@ def smsc(
         ) from exc
     except KeyboardInterrupt:
         pass
+
+
+def _status_number(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a number", param_hint="--error-status") from None
+    if not 0 < value <= 0xFFFFFFFF:
+        raise click.BadParameter("must be 1..0xffffffff", param_hint="--error-status")
+    return value
+
+
+simulate.add_command(simulate_mo)
 
 
 @main.command(context_settings=CONTEXT)
@@ -293,3 +381,4 @@ main.add_command(admin)
 main.add_command(config_group)
 main.add_command(smpp)
 main.add_command(sms)
+main.add_command(routes)

@@ -37,17 +37,26 @@ from teleway.core.model import (
 )
 from teleway.core.ports import StoreUnavailable
 from teleway.core.retry import RetryPolicy
+from teleway.ingress.smpp_server import SmppServer, SmppServerSettings
+from teleway.ingress.smtp import SmtpLimits, SmtpListener, SmtpPolicy
+from teleway.ingress.smtp_authenticity import use_dns_servers
+from teleway.notify.email import EmailNotifier, RelaySettings
+from teleway.notify.smpp_receipts import ReporterSettings, SmppReporter
+from teleway.core.routing import RouteError, RouteTable
 from teleway.runtime.acceptance import Acceptor
-from teleway.runtime.config import Config, UpstreamConfig, mask_url
+from teleway.runtime.config import Config, ConfigError, UpstreamConfig, load_config, mask_url
 from teleway.runtime.logs import log, setup_logging
-from teleway.runtime.metrics import Metrics
-from teleway.runtime.outcomes import Receipts
+from teleway.runtime.metrics import Metrics, SmppServerMetrics
+from teleway.runtime.outcomes import Receipts, Replies, SmsMetrics
 from teleway.runtime.wiring import RandomIds, SystemClock
 from teleway.runtime.workers import Dispatcher, Sweeper
 from teleway.store import SchemaMismatch, Store, open_store
 from teleway.store.directory import Directory
+from teleway.store.inbound import InboundNumbers
 from teleway.store.migrations import upgrade
+from teleway.store.blobs import LocalBlobStore
 from teleway.store.receipts import PartOutcomes
+from teleway.store.smpp_ops import SmppOperations
 from teleway.testing.smsc import SimulatorSettings, SmscSimulator
 from teleway.web.app import build_app
 
@@ -55,6 +64,7 @@ logger = logging.getLogger("teleway")
 
 DRAIN_SECONDS = 30.0
 DISPATCH_CONCURRENCY = 32  # attempts in flight per dispatcher task (queue.workers tasks)
+ROUTES_POLL_SECONDS = 2.0  # how often the configuration file is checked for route changes
 
 
 class GatewayError(Exception):
@@ -127,9 +137,15 @@ class Gateway:
         self.acceptor: Acceptor | None = None
         self.simulator: SmscSimulator | None = None
         self.upstreams: list[Upstream] = []
+        self.channel: SmsChannel | None = None
+        self._routes_seen: float | None = None
         self.dispatchers: list[Dispatcher] = []
         self.sweeper: Sweeper | None = None
         self.http: uvicorn.Server | None = None
+        self.smtp: SmtpListener | None = None
+        self.email_notifier: EmailNotifier | None = None
+        self.smpp: SmppServer | None = None
+        self.smpp_reporter: SmppReporter | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.listening: list[tuple[str, str]] = []
 
@@ -159,6 +175,7 @@ class Gateway:
                     "SMSC simulator (SMPP)", sim.host, sim.port, self.simulator.start()
                 )
             channel = SmsChannel(upstreams=[], accounts=directory, clock=self.clock)
+            self.channel = channel
             for up in cfg.upstreams:
                 if not up.enabled:
                     continue
@@ -170,6 +187,18 @@ class Gateway:
                 self.metrics.upstream_bound.labels(up.name).set(0)
                 self.upstreams.append(upstream)
             channel.upstreams = self.upstreams
+            channel.routes = cfg.route_table()
+            channel.observer = SmsMetrics(self.metrics)
+            channel.inbound = Replies(
+                numbers=InboundNumbers(store.engine),
+                outbox=store.outbox,
+                accounts=directory,
+                clock=self.clock,
+                default_sources={u.name: u.source_addr for u in cfg.upstreams},
+            )
+            if cfg.source is not None:
+                self._routes_seen = _mtime(cfg.source)
+                self._tasks.append(asyncio.create_task(self._watch_routes(cfg.source)))
             channel.sink = Receipts(
                 parts=PartOutcomes(store.db, store.writer),
                 queue=store.queue,
@@ -199,11 +228,149 @@ class Gateway:
                 self._tasks.append(asyncio.create_task(dispatcher.run()))
             self.sweeper = Sweeper(queue=store.queue, clock=self.clock, metrics=self.metrics)
             self._tasks.append(asyncio.create_task(self.sweeper.run()))
+            if cfg.notifications.enabled:
+                self._start_email_notifier(store, directory)
+            if cfg.listeners.smtp.enabled:
+                await self._start_smtp(directory)
+            if cfg.listeners.smpp.enabled or cfg.listeners.smpp_tls.enabled:
+                await self._start_smpp(store, directory)
             if cfg.listeners.http.enabled:
                 await self._start_http()
         except BaseException:
             await self.stop()
             raise
+
+    async def _start_smtp(self, directory: Directory) -> None:
+        cfg = self.config
+        smtp = cfg.listeners.smtp
+        use_dns_servers(smtp.dns_servers)
+        limits = SmtpLimits(
+            domains=cfg.gateway.domains,
+            hostname=smtp.hostname or cfg.gateway.domains[0],
+            max_message_size=smtp.max_message_size,
+            max_recipients=smtp.max_recipients,
+            max_connections_per_ip=smtp.max_connections_per_ip,
+            connections_per_minute_per_ip=smtp.connections_per_minute_per_ip,
+            messages_per_minute_per_ip=smtp.messages_per_minute_per_ip,
+            messages_per_minute_per_account=smtp.messages_per_minute_per_account,
+            auth_fail_limit=cfg.security.auth_fail_limit,
+            auth_fail_window_seconds=cfg.security.auth_fail_window_seconds,
+            timeout=smtp.timeout,
+        )
+        assert self.acceptor is not None
+        policy = SmtpPolicy(
+            limits=limits,
+            directory=directory,
+            accept=self.acceptor.accept,
+            blobs=LocalBlobStore(cfg.blobs.directory),
+            spool_dir=cfg.gateway.data_dir / "spool",
+            replies=lambda command, code: self.metrics.smtp_replies.labels(command, code).inc(),
+        )
+        context = None
+        if smtp.starttls:
+            from teleway.runtime.tls import server_context
+
+            context = server_context(smtp.tls_cert, smtp.tls_key, cfg.gateway.data_dir)
+        self.smtp = SmtpListener(
+            policy, host=smtp.host, port=smtp.port, tls_context=context, auth=smtp.auth
+        )
+        await self._listen("SMTP listener", smtp.host, smtp.port, self.smtp.start())
+
+    async def _start_smpp(self, store: Store, directory: Directory) -> None:
+        """The SMPP server (plain and TLS listeners) and the receipts/replies sender."""
+        cfg = self.config
+        plain, tls = cfg.listeners.smpp, cfg.listeners.smpp_tls
+        context = None
+        if tls.enabled:
+            from teleway.runtime.tls import server_context
+
+            context = server_context(
+                tls.tls_cert, tls.tls_key, cfg.gateway.data_dir, cfg.gateway.domains
+            )
+        observer = SmppServerMetrics(self.metrics)
+        assert self.acceptor is not None
+        self.smpp = SmppServer(
+            SmppServerSettings(
+                host=plain.host,
+                port=plain.port,
+                plain=plain.enabled,
+                tls_host=tls.host,
+                tls_port=tls.port,
+                tls=context,
+                window=plain.window,
+                receipt_window=plain.receipt_window,
+                enquire_link_interval=plain.enquire_link_interval,
+                response_timeout=plain.response_timeout,
+                inactivity_timeout=plain.inactivity_timeout,
+                max_pdu_length=plain.max_pdu_length,
+                concat_timeout=plain.concat_timeout,
+                auth_fail_limit=cfg.security.auth_fail_limit,
+                auth_fail_window=cfg.security.auth_fail_window_seconds,
+            ),
+            directory=directory,
+            accept=self.acceptor.accept,
+            operations=SmppOperations(store.db, store.writer, store.queue),
+            clock=self.clock,
+            observer=observer,
+        )
+        endpoints = [
+            (what, f"{host}:{port}")
+            for what, host, port, on in (
+                ("SMPP server", plain.host, plain.port, plain.enabled),
+                ("SMPP server (TLS)", tls.host, tls.port, tls.enabled),
+            )
+            if on
+        ]
+        try:
+            await self.smpp.start()
+        except OSError as exc:
+            raise GatewayError(
+                f"cannot listen on {', '.join(e for _, e in endpoints)} for the SMPP server: "
+                f"{exc.strerror or exc} (another program holds the port? change it in "
+                "teleway.toml)"
+            ) from exc
+        self.listening.extend(endpoints)
+        self.smpp_reporter = SmppReporter(
+            outbox=store.outbox,
+            messages=store.messages,
+            receivers=self.smpp.registry,
+            clock=self.clock,
+            settings=ReporterSettings(
+                worker=f"{cfg.gateway.node_name}-{os.getpid()}-smpp",
+                poll=cfg.queue.poll_interval,
+            ),
+            observer=observer,
+        )
+        self._tasks.append(asyncio.create_task(self.smpp_reporter.run()))
+
+    def _start_email_notifier(self, store: Store, directory: Directory) -> None:
+        cfg = self.config
+        n = cfg.notifications
+        self.email_notifier = EmailNotifier(
+            outbox=store.outbox,
+            messages=store.messages,
+            accounts=directory,
+            relay=RelaySettings(
+                host=n.relay_host,
+                port=n.relay_port,
+                tls=n.relay_tls,
+                tls_verify=n.relay_tls_verify,
+                user=n.relay_user,
+                password=n.relay_password,
+                from_address=n.from_address,
+                timeout=n.timeout,
+                retry_base_seconds=n.retry_base_seconds,
+                retry_max_seconds=n.retry_max_seconds,
+            ),
+            clock=self.clock,
+            worker=f"{cfg.gateway.node_name}-{os.getpid()}-mail",
+            domain=cfg.gateway.domains[0],
+            counted=lambda kind, result: self.metrics.email_notifications.labels(
+                kind, result
+            ).inc(),
+            poll_interval=cfg.queue.poll_interval,
+        )
+        self._tasks.append(asyncio.create_task(self.email_notifier.run()))
 
     async def _listen(self, what: str, host: str, port: int, starting: Any) -> None:
         try:
@@ -247,6 +414,40 @@ class Gateway:
         self._tasks.append(task)
         self.listening.append(("HTTP (health, /metrics)", f"{http.host}:{http.port}"))
 
+    def reload_routes(self) -> bool:
+        """Read the configuration file again and apply its [[routes]] (SIGHUP, or the file
+        changed). Other settings need a restart. An invalid file, or routes naming an upstream
+        this process does not run, keep the routes in use."""
+        source = self.config.source
+        if source is None or self.channel is None:
+            return False
+        try:
+            fresh = load_config(source).route_table()
+            table = RouteTable(routes=fresh.routes, upstreams=tuple(u.name for u in self.upstreams))
+        except (ConfigError, RouteError) as exc:
+            self.metrics.route_reloads.labels("invalid").inc()
+            log(
+                logger,
+                logging.ERROR,
+                "routes not reloaded: keeping the routes in use (new upstreams need a restart)",
+                file=str(source),
+                error=str(exc),
+            )
+            return False
+        self.channel.routes = table
+        self.metrics.route_reloads.labels("ok").inc()
+        log(logger, logging.INFO, "routes reloaded", file=str(source), routes=len(table.routes))
+        return True
+
+    async def _watch_routes(self, source: Path) -> None:
+        """Reload the routes when the configuration file's modification time changes."""
+        while True:
+            await asyncio.sleep(ROUTES_POLL_SECONDS)
+            seen = _mtime(source)
+            if seen != self._routes_seen:
+                self._routes_seen = seen
+                self.reload_routes()
+
     def _upstream_state(self, upstream: Upstream, bound: bool) -> None:
         self.metrics.upstream_bound.labels(upstream.name).set(1 if bound else 0)
 
@@ -265,8 +466,17 @@ class Gateway:
 
     async def stop(self) -> None:
         """Drain and stop (safe to call after a partial start)."""
+        if self.smpp_reporter is not None:
+            self.smpp_reporter.stop()
+        if self.smpp is not None:
+            # no new binds; every ESME gets an unbind and a few seconds to answer it
+            await self.smpp.stop(5.0)
         if self.http is not None:
             self.http.should_exit = True
+        if self.smtp is not None:
+            await self.smtp.stop()
+        if self.email_notifier is not None:
+            self.email_notifier.stop()
         await asyncio.gather(
             *(d.stop(DRAIN_SECONDS) for d in self.dispatchers), return_exceptions=True
         )
@@ -288,6 +498,13 @@ def _seconds(value: float) -> timedelta:
     return timedelta(seconds=value)
 
 
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
 async def run_gateway(config: Config, *, demo_hint: bool = False) -> int:
     """Run until SIGTERM/SIGINT; return the process exit code."""
     lg = config.logging
@@ -297,6 +514,7 @@ async def run_gateway(config: Config, *, demo_hint: bool = False) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, gateway.reload_routes)
     await gateway.start()
     log(
         logger,

@@ -79,6 +79,18 @@ class Metrics:
             ["upstream"],
             registry=r,
         )
+        self.inbound = Counter(
+            "teleway_inbound_sms",
+            "Replies from phones (MO) by result: routed, unrouted, incomplete, malformed, error",
+            ["upstream", "result"],
+            registry=r,
+        )
+        self.route_reloads = Counter(
+            "teleway_route_reloads",
+            "Route table reloads by result (ok, invalid)",
+            ["result"],
+            registry=r,
+        )
         self.receipts = Counter(
             "teleway_receipts",
             "Delivery receipts from upstreams",
@@ -86,5 +98,56 @@ class Metrics:
             registry=r,
         )
 
+        self.smtp_replies = Counter(
+            "teleway_smtp_replies",
+            "SMTP replies by command and reply code",
+            ["command", "code"],
+            registry=r,
+        )
+        self.email_notifications = Counter(
+            "teleway_email_notifications",
+            "E-mails to senders (outcome reports, replies) by result",
+            ["kind", "result"],
+            registry=r,
+        )
+
+        self.smpp_requests = Counter(
+            "teleway_smpp_requests",
+            "Requests of ESMEs bound to the SMPP server, by command and command_status",
+            ["command", "status"],
+            registry=r,
+        )
+        self.smpp_binds = Gauge(
+            "teleway_smpp_binds", "ESME binds live on this node", ["bind_type"], registry=r
+        )
+        self.smpp_bind_failures = Counter(
+            "teleway_smpp_bind_failures", "Refused ESME binds by reason", ["reason"], registry=r
+        )
+        self.smpp_reports = Counter(
+            "teleway_smpp_reports",
+            "deliver_sm to ESMEs (receipts, replies) by result",
+            ["kind", "result"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class SmppServerMetrics:
+    """The SMPP server's and its reporter's observer hooks, as Prometheus series."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+
+    def request(self, command: str, status: int) -> None:
+        self._m.smpp_requests.labels(command, f"0x{status:02X}").inc()
+
+    def binds(self, bind_type: str, delta: int) -> None:
+        self._m.smpp_binds.labels(bind_type).inc(delta)
+
+    def bind_failed(self, reason: str) -> None:
+        self._m.smpp_bind_failures.labels(reason).inc()
+
+    def sent(self, kind: str, result: str) -> None:
+        self._m.smpp_reports.labels(kind, result).inc()

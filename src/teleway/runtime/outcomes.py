@@ -1,21 +1,24 @@
-"""Applying what upstreams report later: delivery receipts, part by part.
+"""Applying what upstreams report later: delivery receipts, part by part, and replies.
 
 A message of several SMS parts is delivered when every part is; it fails as soon as one part
-is reported failed (the rest of the text is useless without it).
+is reported failed (the rest of the text is useless without it). Replies from phones (MO) are
+routed to an account's outbox by `Replies`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from datetime import datetime
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
-from teleway.channels.sms.channel import ReceiptReport
-from teleway.core.model import Delivery, DeliveryState
-from teleway.core.ports import Clock, WorkQueue
+from teleway.channels.sms.channel import InboundSms, ReceiptReport
+from teleway.core.model import Delivery, DeliveryState, Origin, OutboxKind
+from teleway.core.ports import AccountDirectory, Clock, Outbox, WorkQueue
 from teleway.proto.sms.receipt import ReceiptState
+from teleway.runtime.logs import log
 from teleway.runtime.metrics import Metrics
+from teleway.store.inbound import Conversation, lookup_forms
 
 logger = logging.getLogger("teleway.outcomes")
 
@@ -91,3 +94,128 @@ class Receipts:
                 elapsed
             )
         return True
+
+
+THREAD_WINDOW = timedelta(days=7)  # a reply threads to messages sent this recently
+INBOUND_VALIDITY = timedelta(days=3)  # a reply nobody fetched is dropped after this long
+
+
+class InboundStore(Protocol):
+    async def owner(self, forms: Sequence[str]) -> int | None: ...
+
+    async def conversations(self, phone: str, since: datetime) -> list[Conversation]: ...
+
+
+class Replies:
+    """The SMS channel's InboundSink: decides which account (and how) a reply from a phone
+    reaches, and commits it to the outbox before the SMSC is answered.
+
+    Threading rule (docs/sms.md, "Replies"): the newest message sent to the replying phone in
+    the last 7 days whose sender id (the message's own, else its account's, else the
+    upstream's default source address) is the number the phone wrote to, and that came by
+    e-mail, SMPP or HTTP, takes the reply: same account, same way back (an e-mail to the
+    original sender for SMTP). Otherwise the account owning the number written to (`teleway
+    admin number add`) gets it for its ESMEs. Otherwise it is logged and counted, unrouted.
+    """
+
+    def __init__(
+        self,
+        *,
+        numbers: InboundStore,
+        outbox: Outbox,
+        accounts: AccountDirectory,
+        clock: Clock,
+        default_sources: Mapping[str, str],
+    ) -> None:
+        self.numbers = numbers
+        self.outbox = outbox
+        self.accounts = accounts
+        self.clock = clock
+        self.default_sources = default_sources  # upstream name -> its source_addr
+
+    async def inbound(self, sms: InboundSms) -> bool:
+        now = self.clock.now()
+        payload: dict[str, Any] = {
+            "from": sms.source,
+            "to": sms.destination,
+            "text": sms.text,
+            "data_coding": sms.data_coding,
+            "received_at": sms.received_at.isoformat(),
+            "upstream": sms.upstream,
+            "parts": sms.parts,
+        }
+        thread = await self._thread(sms, now)
+        if thread is not None:
+            origin = thread.origin
+            account_id = thread.account_id
+            payload["message_id"] = thread.message_id
+            if origin is Origin.SMTP:
+                payload["reply_to"] = thread.submitter
+            how = f"threaded to message {thread.message_id}"
+        else:
+            owner = await self.numbers.owner(lookup_forms(sms.destination))
+            if owner is None:
+                log(
+                    logger,
+                    logging.WARNING,
+                    "reply not routed: no account owns the number and no conversation matches",
+                    upstream=sms.upstream,
+                    to=sms.destination,
+                    parts=sms.parts,
+                )
+                return False
+            origin, account_id, how = Origin.SMPP, owner, "number owned by the account"
+        item = await self.outbox.add(
+            kind=OutboxKind.INBOUND,
+            origin=origin,
+            account_id=account_id,
+            payload=payload,
+            now=now,
+            valid_until=now + INBOUND_VALIDITY,
+            message_id=payload.get("message_id"),
+        )
+        log(
+            logger,
+            logging.INFO,
+            "reply routed",
+            upstream=sms.upstream,
+            to=sms.destination,
+            account=account_id,
+            origin=str(origin),
+            how=how,
+            outbox=item,
+        )
+        return True
+
+    async def _thread(self, sms: InboundSms, now: datetime) -> Conversation | None:
+        if not sms.source.startswith("+"):
+            return None  # only phones with an international number are threaded
+        written_to = sms.destination.lstrip("+")
+        for conversation in await self.numbers.conversations(sms.source, now - THREAD_WINDOW):
+            if conversation.origin not in (Origin.SMTP, Origin.SMPP, Origin.HTTP):
+                continue
+            sender = conversation.sender_id
+            if sender is None:
+                account = await self.accounts.get_account(conversation.account_id)
+                sender = account.settings.sender_id if account is not None else None
+            if sender is None:
+                sender = self.default_sources.get(sms.upstream)
+            if sender is not None and sender.lstrip("+") == written_to:
+                return conversation
+        return None
+
+
+class SmsMetrics:
+    """The SMS channel's SmsObserver: counters in runtime.metrics."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def submit_status(self, upstream: str, status: str) -> None:
+        self.metrics.upstream_submits.labels(upstream, status).inc()
+
+    def possible_duplicates(self, upstream: str, parts: int) -> None:
+        self.metrics.possible_duplicates.labels(upstream).inc(parts)
+
+    def inbound(self, upstream: str, result: str) -> None:
+        self.metrics.inbound.labels(upstream, result).inc()

@@ -8,11 +8,26 @@ transceiver bind of the same system_id and wait for one when none is bound. Ever
 submit is appended to an optional JSON-lines journal (fsynced), so tests can count deliveries
 across gateway restarts.
 
-Misbehaviour on demand, for tests of the gateway's error handling:
+Misbehaviour on demand, for tests of the gateway's error handling (ratios are drawn per
+submit from the seeded random generator):
 
-* `throttle_every=N` answers every Nth submit with ESME_RTHROTTLED (a temporary refusal);
+* `throttle_every=N` answers every Nth submit with ESME_RTHROTTLED, `throttle_ratio` a share
+  of them (a temporary refusal: the gateway slows down and retries);
+* `error_ratio` answers a share of submits with `error_status` (default ESME_RSYSERR);
 * `reject_destinations` lists destination addresses (as in destination_addr, no "+") whose
-  submits are refused with ESME_RINVDSTADR (a permanent refusal); nothing is recorded for them.
+  submits are refused with ESME_RINVDSTADR (a permanent refusal); nothing is recorded for them;
+* `response_delay` answers every submit that late (slow responses; longer than the gateway's
+  response timeout: timeouts), `no_response_ratio` never answers a share of them;
+* `disconnect_ratio` drops the connection instead of answering a share of submits (a random
+  disconnect with a window of submits in flight);
+* `receipt_delay` (+ up to `receipt_jitter`) is the delivery delay; `failure_err` the `err:`
+  code of an UNDELIV receipt.
+
+Mobile-originated messages (replies from phones) are injected by binding with system_type
+"MO" (`MO_SYSTEM_TYPE`) and the simulator's credentials: every submit_sm on such a bind is
+taken as a phone's message instead (source_addr = the phone, destination_addr = our number)
+and delivered as deliver_sm to the receivers, split into concatenated UDH parts when long.
+`teleway simulate mo` does exactly that; `inject_mo()` does it in process.
 
 `stats.messages` keeps the last `MAX_RECORDS` accepted submits (the journal keeps them all).
 """
@@ -48,6 +63,7 @@ from teleway.proto.smpp.session import Role, Session
 from teleway.proto.smpp.tlv import Tlv
 from teleway.proto.sms.alphabets import decode_text, encoding_for_data_coding
 from teleway.proto.sms.receipt import ReceiptState, build_receipt_text
+from teleway.proto.sms.segments import plan_segments
 from teleway.transport.smpp import LinkClosed, ResponseTimedOut, SmppLink
 
 logger = logging.getLogger("teleway.simulator")
@@ -71,6 +87,17 @@ class SimulatorSettings:
     throttle_every: int = 0  # answer every Nth submit with ESME_RTHROTTLED (0: never)
     # destination_addr values refused with ESME_RINVDSTADR (a permanent error)
     reject_destinations: frozenset[str] = frozenset()
+    throttle_ratio: float = 0.0  # share of submits answered ESME_RTHROTTLED
+    error_ratio: float = 0.0  # share of submits answered with error_status
+    error_status: int = CommandStatus.ESME_RSYSERR
+    response_delay: float = 0.0  # seconds before a submit is answered
+    no_response_ratio: float = 0.0  # share of submits never answered
+    disconnect_ratio: float = 0.0  # share of submits that drop the connection unanswered
+    receipt_jitter: float = 0.0  # receipts come receipt_delay + uniform(0, jitter) late
+    failure_err: int = 1  # err: code of UNDELIV receipts (Appendix B)
+
+
+MO_SYSTEM_TYPE = "MO"  # a bind with this system_type injects replies from phones
 
 
 @dataclass(kw_only=True)
@@ -80,6 +107,7 @@ class _Pending:
     submitted: datetime
     due: float
     state: ReceiptState
+    mo: DeliverSm | None = None  # a reply from a phone to deliver instead of a receipt
 
 
 @dataclass(kw_only=True)
@@ -89,6 +117,12 @@ class SimulatorStats:
     receipts_sent: int = 0
     bind_failures: int = 0
     rejected: int = 0  # submits refused for a destination in reject_destinations
+    throttled: int = 0
+    errors: int = 0  # submits answered with error_status
+    unanswered: int = 0  # submits never answered (no_response_ratio)
+    disconnects: int = 0  # connections dropped with a submit unanswered
+    mo_injected: int = 0  # replies from phones queued for delivery (messages)
+    mo_parts_sent: int = 0  # deliver_sm parts of replies acknowledged by the gateway
     messages: deque[dict[str, object]] = field(default_factory=lambda: deque(maxlen=MAX_RECORDS))
 
 
@@ -106,6 +140,8 @@ class SmscSimulator:
         self._journal: TextIO | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._port: int | None = None
+        self._injectors: set[SmppLink] = set()  # binds with system_type MO
+        self._reference = 0  # concatenation reference of injected replies
 
     @property
     def port(self) -> int:
@@ -152,6 +188,7 @@ class SmscSimulator:
             await link.run()
         finally:
             self._links.discard(link)
+            self._injectors.discard(link)
             if link in self._receivers:
                 self._receivers.remove(link)
 
@@ -169,19 +206,46 @@ class SmscSimulator:
                 self.stats.bind_failures += 1
                 return pdu.response(command_status=CommandStatus.ESME_RINVPASWD)
             self.stats.binds += 1
+            if pdu.system_type == MO_SYSTEM_TYPE:
+                self._injectors.add(link)
+                return pdu.response(system_id="teleway-sim")
             if not isinstance(pdu, BindTransmitter):
                 self._receivers.append(link)
                 self._receipt_ready.set()
             return pdu.response(system_id="teleway-sim")
         if isinstance(pdu, SubmitSm | DataSm):
-            return self._on_submit(pdu)
+            if link in self._injectors:
+                return self._on_injection(pdu)
+            return await self._answer_submit(link, pdu)
         return pdu.response(command_status=CommandStatus.ESME_RINVCMDID)
 
+    async def _answer_submit(self, link: SmppLink, pdu: SubmitSm | DataSm) -> Pdu | None:
+        s = self.settings
+        if s.disconnect_ratio and self._rng.random() < s.disconnect_ratio:
+            self.stats.submits += 1
+            self.stats.disconnects += 1
+            link.writer.close()
+            return None
+        if s.no_response_ratio and self._rng.random() < s.no_response_ratio:
+            self.stats.submits += 1
+            self.stats.unanswered += 1
+            return None
+        if s.response_delay > 0:
+            await asyncio.sleep(s.response_delay)
+        return self._on_submit(pdu)
+
     def _on_submit(self, pdu: SubmitSm | DataSm) -> Pdu:
-        every = self.settings.throttle_every
+        s = self.settings
+        every = s.throttle_every
         self.stats.submits += 1
-        if every and self.stats.submits % every == 0:
+        if (every and self.stats.submits % every == 0) or (
+            s.throttle_ratio and self._rng.random() < s.throttle_ratio
+        ):
+            self.stats.throttled += 1
             return pdu.response(command_status=CommandStatus.ESME_RTHROTTLED)
+        if s.error_ratio and self._rng.random() < s.error_ratio:
+            self.stats.errors += 1
+            return pdu.response(command_status=s.error_status)
         if pdu.destination_addr in self.settings.reject_destinations:
             self.stats.rejected += 1
             return pdu.response(command_status=CommandStatus.ESME_RINVDSTADR)
@@ -219,7 +283,9 @@ class SmscSimulator:
                         pdu=pdu,
                         submitted=now,
                         state=state,
-                        due=time.monotonic() + self.settings.receipt_delay,
+                        due=time.monotonic()
+                        + self.settings.receipt_delay
+                        + self._rng.random() * self.settings.receipt_jitter,
                     )
                 )
                 self._receipt_ready.set()
@@ -239,7 +305,65 @@ class SmscSimulator:
             self._receipts.popleft()
             self._spawn(self._deliver_receipt(pending))
 
+    def _on_injection(self, pdu: SubmitSm | DataSm) -> Pdu:
+        """A submit on an MO bind: the phone source_addr sends the text to destination_addr."""
+        data = _payload(pdu)
+        if pdu.esm_class & EsmClass.UDHI and data:
+            data = data[1 + data[0] :]
+        try:
+            encoding = encoding_for_data_coding(pdu.data_coding)
+        except ValueError:
+            encoding = None
+        text = data.decode("latin-1") if encoding is None else decode_text(data, encoding)
+        self.inject_mo(source=pdu.source_addr, destination=pdu.destination_addr, text=text)
+        return pdu.response(message_id=self._new_message_id())
+
+    def inject_mo(self, *, source: str, destination: str, text: str, concat: str = "udh8") -> int:
+        """Queue a reply from phone `source` to `destination` for the receivers; long texts
+        go as concatenated parts (UDH 8-bit, or "sar"). Returns the number of parts."""
+        self._reference = (self._reference + 1) % 256
+        plan = plan_segments(text, concat=concat, reference=self._reference)
+        now = datetime.now(UTC)
+        ton = 1 if source.lstrip("+").isdigit() else 5
+        for segment in plan.parts:
+            tlvs: tuple[Tlv, ...] = ()
+            if segment.sar is not None:
+                ref, total, seq = segment.sar
+                tlvs = (
+                    Tlv.int(Tag.SAR_MSG_REF_NUM, ref),
+                    Tlv.int(Tag.SAR_TOTAL_SEGMENTS, total),
+                    Tlv.int(Tag.SAR_SEGMENT_SEQNUM, seq),
+                )
+            mo = DeliverSm(
+                source_addr_ton=ton,
+                source_addr_npi=1 if ton == 1 else 0,
+                source_addr=source.lstrip("+"),
+                dest_addr_ton=1 if destination.lstrip("+").isdigit() else 5,
+                dest_addr_npi=1,
+                destination_addr=destination.lstrip("+"),
+                esm_class=EsmClass.UDHI if segment.udh else 0,
+                data_coding=plan.data_coding,
+                short_message=segment.short_message,
+                tlvs=tlvs,
+            )
+            self._receipts.append(
+                _Pending(
+                    message_id=f"mo-{self._reference}-{segment.index}",
+                    pdu=SubmitSm(),
+                    submitted=now,
+                    due=time.monotonic(),
+                    state=ReceiptState.ACCEPTED,
+                    mo=mo,
+                )
+            )
+        self.stats.mo_injected += 1
+        self._receipt_ready.set()
+        return plan.total_parts
+
     async def _deliver_receipt(self, pending: _Pending) -> None:
+        if pending.mo is not None:
+            await self._offer(pending, pending.mo)
+            return
         pdu = pending.pdu
         text = build_receipt_text(
             message_id=pending.message_id,
@@ -248,7 +372,7 @@ class SmscSimulator:
             submit_date=pending.submitted,
             done_date=datetime.now(UTC),
             stat=pending.state,
-            err=0 if pending.state is ReceiptState.DELIVERED else 1,
+            err=0 if pending.state is ReceiptState.DELIVERED else self.settings.failure_err,
             text=_original_text(pdu),
         )
         receipt = DeliverSm(
@@ -265,6 +389,10 @@ class SmscSimulator:
                 Tlv.int(Tag.MESSAGE_STATE, int(pending.state)),
             ),
         )
+        await self._offer(pending, receipt)
+
+    async def _offer(self, pending: _Pending, receipt: DeliverSm) -> None:
+        """Deliver to the first receiver that takes it; else keep it for the next bind."""
         for link in list(self._receivers):
             if link.closed or not link.session.bound:
                 continue  # unbinding or gone: it may no longer receive deliver_sm
@@ -277,7 +405,10 @@ class SmscSimulator:
                 self._receipts.appendleft(pending)
                 raise
             if response.command_status == 0:
-                self.stats.receipts_sent += 1
+                if pending.mo is not None:
+                    self.stats.mo_parts_sent += 1
+                else:
+                    self.stats.receipts_sent += 1
                 return
         # nobody took it: keep it for the next bind
         pending.due = time.monotonic() + RECEIPT_RETRY_SECONDS

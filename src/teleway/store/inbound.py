@@ -1,0 +1,187 @@
+"""Where replies from phones (MO) go: numbers owned by accounts, and earlier conversations.
+
+`inbound_numbers` maps a number we receive on (long number, short code) to the account that
+owns it. `conversations()` finds the latest messages sent to a phone, the candidates for reply
+threading (the rule itself lives in `runtime.outcomes.Replies`, documented in docs/sms.md).
+
+Numbers are stored as given after normalisation: international numbers in E.164 ("+" and
+digits), short codes and other national numbers as bare digits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from teleway.core.model import Origin
+from teleway.core.ports import StoreUnavailable
+from teleway.store import tables as t
+
+MAX_NUMBER = 32  # inbound_numbers.number is String(32)
+MAX_CONVERSATIONS = 20  # messages to one phone looked at for threading
+
+
+class NumberTaken(ValueError):
+    """The number already belongs to an account."""
+
+
+class InvalidInboundNumber(ValueError):
+    """Not a number we can receive on."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class InboundNumber:
+    number: str
+    account_id: int
+    account: str  # the account's name
+    created_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class Conversation:
+    """A message sent earlier to the phone that now replies."""
+
+    message_id: str
+    delivery_id: str
+    account_id: int
+    origin: Origin
+    submitter: str  # the e-mail sender for an SMTP message
+    sender_id: str | None  # the sender id the message asked for (None: the account's default)
+    created_at: datetime
+
+
+def normalise_inbound_number(raw: str) -> str:
+    """ "+4915112345678" and "004915112345678" -> "+4915112345678"; "12345" stays "12345".
+    Raises InvalidInboundNumber for anything but digits with an optional "+" / "00"."""
+    text = raw.strip().replace(" ", "")
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    digits = text[1:] if text.startswith("+") else text
+    if not digits.isdigit() or not 3 <= len(text) <= MAX_NUMBER:
+        raise InvalidInboundNumber(f"{raw!r}: digits only (3..{MAX_NUMBER}), '+' for E.164")
+    return text
+
+
+def lookup_forms(destination: str) -> list[str]:
+    """Stored forms an MO destination_addr may match: as received, with and without "+"."""
+    given = destination.strip()
+    digits = given.lstrip("+")
+    forms = [given]
+    if digits.isdigit():
+        forms += ["+" + digits, digits]
+    return list(dict.fromkeys(forms))
+
+
+class InboundNumbers:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @asynccontextmanager
+    async def _begin(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self._engine.begin() as connection:
+                yield connection
+        except IntegrityError:
+            raise
+        except (DBAPIError, OSError) as exc:
+            url = self._engine.url.render_as_string(hide_password=True)
+            raise StoreUnavailable(f"{url}: {getattr(exc, 'orig', None) or exc}") from exc
+
+    async def add(self, number: str, account_id: int, now: datetime) -> str:
+        """Give `number` to the account; return it normalised. NumberTaken if it has an owner."""
+        key = normalise_inbound_number(number)
+        try:
+            async with self._begin() as conn:
+                await conn.execute(
+                    insert(t.inbound_numbers).values(
+                        number=key, account_id=account_id, created_at=now
+                    )
+                )
+        except IntegrityError as exc:
+            owner = await self.owner([key])
+            raise NumberTaken(
+                f"{key} already belongs to account id {owner}"
+                if owner is not None
+                else f"{key}: no such account"
+            ) from exc
+        return key
+
+    async def remove(self, number: str) -> bool:
+        key = normalise_inbound_number(number)
+        async with self._begin() as conn:
+            result = await conn.execute(
+                delete(t.inbound_numbers).where(t.inbound_numbers.c.number == key)
+            )
+        return bool(result.rowcount)
+
+    async def numbers(self, account_id: int | None = None) -> list[InboundNumber]:
+        n, a = t.inbound_numbers, t.accounts
+        query = (
+            select(n.c.number, n.c.account_id, a.c.name, n.c.created_at)
+            .join(a, a.c.id == n.c.account_id)
+            .order_by(a.c.name, n.c.number)
+        )
+        if account_id is not None:
+            query = query.where(n.c.account_id == account_id)
+        async with self._begin() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            InboundNumber(
+                number=r.number, account_id=r.account_id, account=r.name, created_at=r.created_at
+            )
+            for r in rows
+        ]
+
+    async def owner(self, forms: Sequence[str]) -> int | None:
+        """The account owning the first stored form of a destination (see lookup_forms)."""
+        n = t.inbound_numbers
+        async with self._begin() as conn:
+            rows = (
+                await conn.execute(select(n.c.number, n.c.account_id).where(n.c.number.in_(forms)))
+            ).all()
+        found = {r.number: r.account_id for r in rows}
+        return next((found[f] for f in forms if f in found), None)
+
+    async def conversations(self, phone: str, since: datetime) -> list[Conversation]:
+        """Messages sent to `phone` (E.164) since `since`, newest first (at most
+        MAX_CONVERSATIONS), served by the deliveries(recipient, created_at) index."""
+        d, m = t.deliveries, t.messages
+        query = (
+            select(
+                d.c.id,
+                d.c.message_id,
+                d.c.account_id,
+                d.c.created_at,
+                m.c.origin,
+                m.c.submitter,
+                m.c.options,
+            )
+            .join(m, m.c.id == d.c.message_id)
+            .where(d.c.recipient == phone, d.c.created_at >= since)
+            .order_by(d.c.created_at.desc())
+            .limit(MAX_CONVERSATIONS)
+        )
+        async with self._begin() as conn:
+            rows = (await conn.execute(query)).all()
+        out = []
+        for r in rows:
+            options = r.options if isinstance(r.options, dict) else {}
+            sender = options.get("sender_id")
+            out.append(
+                Conversation(
+                    message_id=r.message_id,
+                    delivery_id=r.id,
+                    account_id=r.account_id,
+                    origin=Origin(r.origin),
+                    submitter=r.submitter,
+                    sender_id=sender if isinstance(sender, str) and sender else None,
+                    created_at=r.created_at,
+                )
+            )
+        return out
