@@ -15,6 +15,7 @@ import ssl
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,7 @@ def email(
     subject: str = "Hello",
     body: str = "Meeting at 10",
 ) -> EmailMessage:
-    message = EmailMessage()
+    message = EmailMessage(policy=policy.SMTP)  # CRLF line ends, as on the wire
     message["From"] = sender
     message["To"] = to
     message["Subject"] = subject

@@ -395,7 +395,7 @@ class SmtpPolicy:
         if "@" not in address or not is_gateway_domain(domain, limits.domains):
             return "550 5.7.1 relay denied: this gateway only delivers to its own domains"
         sender = envelope.mail_from or ""
-        if not sender:
+        if sender in ("", "<>"):
             return "550 5.7.1 a message without a sender (MAIL FROM:<>) cannot be sent to phones"
         account = state.account
         if account is None:
