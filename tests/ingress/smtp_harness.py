@@ -13,13 +13,14 @@ import shutil
 import smtplib
 import ssl
 import subprocess
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -228,3 +229,32 @@ async def start_rig(
 async def stop_rig(rig: SmtpRig) -> None:
     await rig.listener.stop()
     await rig.store.close()
+
+
+MakeRig = Callable[..., Awaitable[tuple[SmtpRig, RecordingAcceptor]]]
+
+
+@pytest.fixture
+async def make_rig(tmp_path: Path, cheap_hashing: None) -> AsyncIterator[MakeRig]:
+    """Start a rig with options (limits=, settings=, networks=, tls=); stopped at the end.
+    Test modules import this fixture (and `rig`) from here."""
+    started: list[SmtpRig] = []
+
+    async def make(**options: Any) -> tuple[SmtpRig, RecordingAcceptor]:
+        root = tmp_path / f"rig{len(started)}"
+        root.mkdir()
+        made, acceptor = await start_rig(root, **options)
+        started.append(made)
+        return made, acceptor
+
+    try:
+        yield make
+    finally:
+        for made in started:
+            await stop_rig(made)
+
+
+@pytest.fixture
+async def rig(make_rig: MakeRig) -> SmtpRig:
+    made, _ = await make_rig()
+    return made

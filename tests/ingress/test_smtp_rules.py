@@ -1,4 +1,5 @@
 """The SMTP listener's rules, each positive and negative, through smtplib on a real socket."""
+# ruff: noqa: F811 (pytest fixtures imported from smtp_harness are test parameters)
 
 from __future__ import annotations
 
@@ -6,8 +7,16 @@ import base64
 import smtplib
 from typing import Any
 
-from conftest import MakeRig
-from smtp_harness import DOMAIN, PASSWORD, SmtpRig, client_tls, email
+from smtp_harness import (  # noqa: F401 (fixtures)
+    DOMAIN,
+    PASSWORD,
+    MakeRig,
+    SmtpRig,
+    client_tls,
+    email,
+    make_rig,
+    rig,
+)
 
 from teleway.core.model import Device, ReportOn
 from teleway.core.ports import StoreUnavailable
@@ -334,7 +343,10 @@ async def test_long_text_over_the_account_limit_is_refused_not_truncated(
     assert long is not None and long[:1] == (550,) and long[1].startswith(b"5.3.4")
     # a fax recipient takes any length
     fax = await reject_rig.session(
-        lambda c: (c.ehlo("x"), transaction(c, [f"+17816170000@fax.{DOMAIN}"], email(body="x" * 500).as_bytes()))[1][1]
+        lambda c: (
+            c.ehlo("x"),
+            transaction(c, [f"+17816170000@fax.{DOMAIN}"], email(body="x" * 500).as_bytes()),
+        )[1][1]
     )
     assert fax is not None and fax[0] == 250
 
