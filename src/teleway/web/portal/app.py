@@ -79,7 +79,7 @@ def build_portal(ctx: WebContext, *, sessions: SessionStore | None = None) -> St
         session = None
         try:
             session = await portal.current(request)
-        except Exception:  # noqa: BLE001 - the error page must render even when the store fails
+        except Exception:  # the error page must render even when the store fails
             session = None
         titles = {
             404: ("Not found", "There is no such page, or it is not yours to see."),

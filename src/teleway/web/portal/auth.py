@@ -123,7 +123,11 @@ def routes(portal: Portal) -> list[Route]:
         cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
         given = field(form, "csrf")
         if not cookie or not hmac.compare_digest(cookie.encode(), given.encode()):
-            log(logging.WARNING, "portal: login form without a valid CSRF token", ip=client_ip(request))
+            log(
+                logging.WARNING,
+                "portal: login form without a valid CSRF token",
+                ip=client_ip(request),
+            )
             return login_form(
                 request,
                 error="The login form expired. Please try again.",

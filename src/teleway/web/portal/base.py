@@ -146,23 +146,26 @@ class Portal:
                     return self.error_page(
                         request, 403, "Not allowed", "This page is for operators.", session
                     )
-                if csrf and request.method in UNSAFE_METHODS:
-                    if not await self.csrf_ok(request, session.csrf):
-                        log(
-                            logging.WARNING,
-                            "portal: CSRF token missing or wrong; request refused",
-                            user=session.user.username,
-                            path=request.url.path,
-                            ip=client_ip(request),
-                        )
-                        return self.error_page(
-                            request,
-                            403,
-                            "This form has expired",
-                            "The form's security token did not match your session (CSRF "
-                            "protection). Reload the page and submit it again.",
-                            session,
-                        )
+                if (
+                    csrf
+                    and request.method in UNSAFE_METHODS
+                    and not await self.csrf_ok(request, session.csrf)
+                ):
+                    log(
+                        logging.WARNING,
+                        "portal: CSRF token missing or wrong; request refused",
+                        user=session.user.username,
+                        path=request.url.path,
+                        ip=client_ip(request),
+                    )
+                    return self.error_page(
+                        request,
+                        403,
+                        "This form has expired",
+                        "The form's security token did not match your session (CSRF "
+                        "protection). Reload the page and submit it again.",
+                        session,
+                    )
                 return await handler(request, session)
             except StoreUnavailable as exc:
                 log(logging.ERROR, "portal: store unavailable", path=request.url.path, error=exc)

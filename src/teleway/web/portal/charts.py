@@ -70,7 +70,7 @@ def stacked_bars(
     bar_w = max(1.0, slot * 0.8)
     out: list[str] = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {WIDTH} {HEIGHT}"'
-        f" role=\"img\" aria-label={quoteattr(title)}>",
+        f' role="img" aria-label={quoteattr(title)}>',
         f"<title>{escape(title)}</title>",
     ]
     for step in range(5):
@@ -87,7 +87,7 @@ def stacked_bars(
         )
     for i in range(count):
         x = MARGIN_LEFT + slot * i + (slot - bar_w) / 2
-        base = MARGIN_TOP + plot_h
+        base = float(MARGIN_TOP + plot_h)
         for index, name in enumerate(names):
             value = series[name][i]
             if not value:

@@ -17,7 +17,8 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time as dtime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -134,9 +135,7 @@ def routes(portal: Portal) -> list[Route]:
                 filters.errors["cursor"] = "That page link is not valid; showing the first page."
                 page = await ctx.history.search(filters.query, limit=PAGE_SIZE)
         query = {k: v for k, v in filters.values.items() if v}
-        names = (
-            await ctx.directory.account_names() if session.user.role is Role.OPERATOR else {}
-        )
+        names = await ctx.directory.account_names() if session.user.role is Role.OPERATOR else {}
         return portal.render(
             request,
             "messages.html",
@@ -188,9 +187,7 @@ def routes(portal: Portal) -> list[Route]:
     async def load(session: SessionUser, message_id: str) -> Any:
         if len(message_id) > 64:
             raise HTTPException(404)
-        detail = await ctx.history.detail(
-            message_id, account_id=portal.visible_account_id(session)
-        )
+        detail = await ctx.history.detail(message_id, account_id=portal.visible_account_id(session))
         if detail is None:
             raise HTTPException(404)
         return detail
@@ -256,9 +253,7 @@ def routes(portal: Portal) -> list[Route]:
         )
 
     async def send_form(request: Request, session: SessionUser) -> Response:
-        accounts = (
-            await ctx.directory.list_accounts() if session.user.role is Role.OPERATOR else []
-        )
+        accounts = await ctx.directory.list_accounts() if session.user.role is Role.OPERATOR else []
         if request.method == "GET":
             return portal.render(
                 request,
@@ -270,9 +265,7 @@ def routes(portal: Portal) -> list[Route]:
                 devices=[str(d) for d in Device],
             )
         form = await read_form(request)
-        values = {
-            k: field(form, k) for k in ("account", "number", "device", "subject", "text")
-        }
+        values = {k: field(form, k) for k in ("account", "number", "device", "subject", "text")}
         errors: dict[str, str] = {}
         if session.user.role is Role.OPERATOR:
             account = (

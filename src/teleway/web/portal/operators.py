@@ -31,7 +31,8 @@ def _actor(session: SessionUser) -> str:
 def _message(exc: prov.ProvisioningError) -> str:
     reason = exc.reason.rstrip(".")
     if exc.value in (None, "", prov.HIDDEN) or isinstance(exc.value, dict):
-        return reason[:1].upper() + reason[1:] + "."
+        name = exc.field.rsplit(".", 1)[-1].replace("_", " ")
+        return f"{name[:1].upper()}{name[1:]}: {reason}."
     return f"{exc.value}: {reason}."
 
 
@@ -65,9 +66,7 @@ def routes(portal: Portal) -> list[Route]:
             status=status,
             accounts=accounts,
             user_counts={a.id: sum(1 for u in users if u.account_id == a.id) for a in accounts},
-            sender_counts={
-                a.id: sum(1 for s in senders if s.account_id == a.id) for a in accounts
-            },
+            sender_counts={a.id: sum(1 for s in senders if s.account_id == a.id) for a in accounts},
             errors=errors or {},
             values=values or {},
             notice=request.query_params.get("notice", ""),
@@ -84,7 +83,12 @@ def routes(portal: Portal) -> list[Route]:
             return await accounts_page(
                 request, session, status=400, errors={"name": _message(exc)}, values={"name": name}
             )
-        log(logging.INFO, "portal: account created", user=session.user.username, account=account.name)
+        log(
+            logging.INFO,
+            "portal: account created",
+            user=session.user.username,
+            account=account.name,
+        )
         return redirect(f"/admin/accounts/{account.name}", notice="Account created.")
 
     async def account_page(

@@ -48,7 +48,9 @@ OPERATOR_FLAGS = ("require_tls", "check_spf", "check_dkim")
 OPERATOR_CHOICE = ("smpp_default_device",)
 
 
-def _changes(form: Any, current: Settings, operator: bool) -> tuple[dict[str, object], dict[str, str]]:
+def _changes(
+    form: Any, current: Settings, operator: bool
+) -> tuple[dict[str, object], dict[str, str]]:
     """The settings the form changes (typed), and per-field errors of values not even typed
     right (core.provisioning checks the rest)."""
     before = current.to_dict()
