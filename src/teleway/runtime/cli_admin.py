@@ -22,6 +22,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -36,6 +37,7 @@ from teleway.core.ports import StoreUnavailable
 from teleway.runtime import provision_file
 from teleway.store.directory import UNSET, AuditEntry, Directory, Unset
 from teleway.store.engine import READ_ONLY_OPTION, normalise_url
+from teleway.store.inbound import InboundNumber, InboundNumberError, InboundNumbers
 
 EXIT_RUNTIME = 1
 EXIT_INVALID = 2
@@ -1097,3 +1099,86 @@ def audit_command(ctx: click.Context, limit: int, as_json: bool) -> None:
             ],
         )
     )
+
+
+# ---- inbound numbers (replies from phones) ---------------------------------------------------
+
+
+@admin.group("number")
+def number_group() -> None:
+    """Numbers an account receives replies (MO) on: long numbers and short codes."""
+
+
+def _numbers_call(
+    ctx: click.Context, work: Callable[[InboundNumbers, Directory], Awaitable[T]]
+) -> T:
+    async def call(directory: Directory) -> T:
+        try:
+            return await work(InboundNumbers(directory.engine), directory)
+        except InboundNumberError as exc:
+            raise prov.ProvisioningError("number", exc.number, exc.reason) from exc
+
+    return _run(ctx, call)
+
+
+@number_group.command("add")
+@click.argument("account")
+@click.argument("number")
+@click.pass_context
+def number_add(ctx: click.Context, account: str, number: str) -> None:
+    """Route replies sent to NUMBER to ACCOUNT (its ESMEs get them as deliver_sm).
+
+    \b
+    Examples:
+      teleway admin number add acme +447700900123
+      teleway admin number add acme 54321          # a short code
+    """
+
+    async def work(numbers: InboundNumbers, directory: Directory) -> str:
+        owner = await directory.require_account(account)
+        return await numbers.add(number, owner.id, datetime.now(UTC), actor=_actor(ctx))
+
+    key = _numbers_call(ctx, work)
+    click.echo(f"number {key} now routes replies to account {account}")
+
+
+@number_group.command("list")
+@click.option("--account", default=None, help="Only this account's numbers.")
+@json_option
+@click.pass_context
+def number_list(ctx: click.Context, account: str | None, as_json: bool) -> None:
+    """List inbound numbers and their accounts."""
+
+    async def work(numbers: InboundNumbers, directory: Directory) -> list[InboundNumber]:
+        owner = await directory.require_account(account) if account else None
+        return await numbers.numbers(owner.id if owner else None)
+
+    found = _numbers_call(ctx, work)
+    if as_json:
+        _json(
+            [
+                {"number": n.number, "account": n.account, "created_at": n.created_at.isoformat()}
+                for n in found
+            ]
+        )
+        return
+    click.echo(
+        _table(
+            ["NUMBER", "ACCOUNT", "ADDED"],
+            [[n.number, n.account, n.created_at.strftime("%Y-%m-%d %H:%M")] for n in found],
+        )
+    )
+
+
+@number_group.command("remove")
+@click.argument("number")
+@click.pass_context
+def number_remove(ctx: click.Context, number: str) -> None:
+    """Stop routing replies sent to NUMBER (exit code 2 when it is not provisioned)."""
+
+    async def work(numbers: InboundNumbers, directory: Directory) -> bool:
+        return await numbers.remove(number, actor=_actor(ctx))
+
+    if not _numbers_call(ctx, work):
+        _fail(f"no inbound number {number}", EXIT_INVALID)
+    click.echo(f"number {number} removed")

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -27,11 +28,18 @@ MAX_NUMBER = 32  # inbound_numbers.number is String(32)
 MAX_CONVERSATIONS = 20  # messages to one phone looked at for threading
 
 
-class NumberTaken(ValueError):
+class InboundNumberError(ValueError):
+    def __init__(self, number: str, reason: str) -> None:
+        super().__init__(f"{number!r}: {reason}")
+        self.number = number
+        self.reason = reason
+
+
+class NumberTaken(InboundNumberError):
     """The number already belongs to an account."""
 
 
-class InvalidInboundNumber(ValueError):
+class InvalidInboundNumber(InboundNumberError):
     """Not a number we can receive on."""
 
 
@@ -64,7 +72,7 @@ def normalise_inbound_number(raw: str) -> str:
         text = "+" + text[2:]
     digits = text[1:] if text.startswith("+") else text
     if not digits.isdigit() or not 3 <= len(text) <= MAX_NUMBER:
-        raise InvalidInboundNumber(f"{raw!r}: digits only (3..{MAX_NUMBER}), '+' for E.164")
+        raise InvalidInboundNumber(raw, f"digits only (3..{MAX_NUMBER}), '+' for E.164")
     return text
 
 
@@ -76,6 +84,21 @@ def lookup_forms(destination: str) -> list[str]:
     if digits.isdigit():
         forms += ["+" + digits, digits]
     return list(dict.fromkeys(forms))
+
+
+async def _audit(
+    conn: AsyncConnection,
+    actor: str,
+    action: str,
+    subject: str,
+    detail: dict[str, Any],
+    now: datetime,
+) -> None:
+    await conn.execute(
+        insert(t.audit_log).values(
+            at=now, actor=actor[:128], action=action, subject=subject[:256], detail=detail
+        )
+    )
 
 
 class InboundNumbers:
@@ -93,8 +116,9 @@ class InboundNumbers:
             url = self._engine.url.render_as_string(hide_password=True)
             raise StoreUnavailable(f"{url}: {getattr(exc, 'orig', None) or exc}") from exc
 
-    async def add(self, number: str, account_id: int, now: datetime) -> str:
-        """Give `number` to the account; return it normalised. NumberTaken if it has an owner."""
+    async def add(self, number: str, account_id: int, now: datetime, *, actor: str = "") -> str:
+        """Give `number` to the account; return it normalised. NumberTaken if it has an owner.
+        With an `actor`, the change is written to the audit log in the same transaction."""
         key = normalise_inbound_number(number)
         try:
             async with self._begin() as conn:
@@ -103,21 +127,26 @@ class InboundNumbers:
                         number=key, account_id=account_id, created_at=now
                     )
                 )
+                if actor:
+                    await _audit(conn, actor, "number.add", key, {"account_id": account_id}, now)
         except IntegrityError as exc:
             owner = await self.owner([key])
             raise NumberTaken(
-                f"{key} already belongs to account id {owner}"
+                key,
+                f"already belongs to account id {owner}"
                 if owner is not None
-                else f"{key}: no such account"
+                else "no such account",
             ) from exc
         return key
 
-    async def remove(self, number: str) -> bool:
+    async def remove(self, number: str, *, actor: str = "", now: datetime | None = None) -> bool:
         key = normalise_inbound_number(number)
         async with self._begin() as conn:
             result = await conn.execute(
                 delete(t.inbound_numbers).where(t.inbound_numbers.c.number == key)
             )
+            if actor and result.rowcount:
+                await _audit(conn, actor, "number.remove", key, {}, now or datetime.now(UTC))
         return bool(result.rowcount)
 
     async def numbers(self, account_id: int | None = None) -> list[InboundNumber]:
