@@ -351,6 +351,19 @@ class SmtpPolicy:
 
     # --- aiosmtpd hooks ---------------------------------------------------------------------
 
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        """aiosmtpd reads commands one after the other from its stream, so clients may send
+        them in batches: advertise RFC 2920 PIPELINING (before the final "250 HELP" line)."""
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
     async def handle_MAIL(
         self,
         server: SMTP,
