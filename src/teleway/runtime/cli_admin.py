@@ -1182,3 +1182,132 @@ def number_remove(ctx: click.Context, number: str) -> None:
     if not _numbers_call(ctx, work):
         _fail(f"no inbound number {number}", EXIT_INVALID)
     click.echo(f"number {number} removed")
+
+
+# ---- REST API keys ----------------------------------------------------------------------------
+
+
+@admin.group("apikey")
+def apikey_group() -> None:
+    """REST API keys of an account: created (shown once), listed, revoked."""
+
+
+def _apikeys_call(ctx: click.Context, work: Callable[[Any, Directory], Awaitable[T]]) -> T:
+    """Run `work(ApiKeys, Directory)` on an opened store (the keys go through its writer)."""
+    from teleway.store import SchemaMismatch, open_store
+    from teleway.store.api_keys import ApiKeyError, ApiKeys
+
+    async def call(directory: Directory) -> T:
+        try:
+            store = await open_store(_database_url(ctx))
+        except SchemaMismatch as exc:
+            raise AdminFailure(f"{exc}; run `teleway db upgrade` first") from exc
+        try:
+            return await work(ApiKeys(store.db, store.writer), directory)
+        except ApiKeyError as exc:
+            refused = prov.ProvisioningError("apikey", "", str(exc))
+            refused.args = (f"API key: {exc}",)  # the reason alone, no empty value
+            raise refused from exc
+        finally:
+            await store.close()
+
+    return _run(ctx, call)
+
+
+def _apikey_dict(key: Any, names: dict[int, str]) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "account": names.get(key.account_id, str(key.account_id)),
+        "name": key.name,
+        "prefix": key.prefix,
+        "rate_limit": key.rate_limit,
+        "created_at": key.created_at.isoformat(),
+        "last_used_at": key.last_used_at.isoformat() if key.last_used_at else None,
+        "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+    }
+
+
+@apikey_group.command("create")
+@click.argument("account")
+@click.argument("name")
+@click.option(
+    "--rate-limit",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Requests per second for this key (default: [listeners.http] api_rate_limit).",
+)
+@json_option
+@click.pass_context
+def apikey_create(
+    ctx: click.Context, account: str, name: str, rate_limit: float | None, as_json: bool
+) -> None:
+    """Create a key called NAME for ACCOUNT and print it (the only time it is shown).
+
+    \b
+    Example:
+      teleway admin apikey create acme billing-server
+    """
+
+    async def work(keys: Any, directory: Directory) -> tuple[Any, str]:
+        owner = await directory.require_account(account)
+        created: tuple[Any, str] = await keys.create(
+            owner.id, name, now=datetime.now(UTC), actor=_actor(ctx), rate_limit=rate_limit
+        )
+        return created
+
+    key, secret = _apikeys_call(ctx, work)
+    if as_json:
+        _json({**_apikey_dict(key, {key.account_id: account}), "key": secret})
+        return
+    click.echo(f"API key {key.name!r} (id {key.id}) created for account {account}:")
+    click.echo(secret)
+    click.echo("Store it now: teleway keeps only its SHA-256 and cannot show it again.")
+
+
+@apikey_group.command("list")
+@click.option("--account", default=None, help="Only this account's keys.")
+@click.option("--active", is_flag=True, help="Leave out revoked keys.")
+@json_option
+@click.pass_context
+def apikey_list(ctx: click.Context, account: str | None, active: bool, as_json: bool) -> None:
+    """List API keys (their prefixes, never the keys)."""
+
+    async def work(keys: Any, directory: Directory) -> tuple[list[Any], dict[int, str]]:
+        owner = await directory.require_account(account) if account else None
+        found = await keys.list_keys(owner.id if owner else None, include_revoked=not active)
+        return found, await directory.account_names()
+
+    found, names = _apikeys_call(ctx, work)
+    rows = [_apikey_dict(k, names) for k in found]
+    if as_json:
+        _json(rows)
+        return
+    click.echo(
+        _table(
+            ["ID", "ACCOUNT", "NAME", "PREFIX", "LAST USED", "REVOKED"],
+            [
+                [
+                    r["id"],
+                    r["account"],
+                    r["name"],
+                    r["prefix"] + "…",
+                    (r["last_used_at"] or "never")[:16],
+                    (r["revoked_at"] or "-")[:16],
+                ]
+                for r in rows
+            ],
+        )
+    )
+
+
+@apikey_group.command("revoke")
+@click.argument("key_id", type=int)
+@click.pass_context
+def apikey_revoke(ctx: click.Context, key_id: int) -> None:
+    """Revoke the key with id KEY_ID (see `apikey list`); requests with it get 401 at once."""
+
+    async def work(keys: Any, directory: Directory) -> Any:
+        return await keys.revoke(key_id, account_id=None, now=datetime.now(UTC), actor=_actor(ctx))
+
+    key = _apikeys_call(ctx, work)
+    click.echo(f"API key {key.name!r} (id {key.id}, {key.prefix}…) revoked")

@@ -63,6 +63,7 @@ __all__ = [
     "SmppTlsListenerConfig",
     "SmtpListenerConfig",
     "UpstreamConfig",
+    "WebhooksConfig",
     "find_config_file",
     "iter_keys",
     "load_config",
@@ -439,6 +440,20 @@ class NotificationsConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WebhooksConfig:
+    """``[webhooks]``: POSTs of delivery state changes to HTTP submitters' URLs."""
+
+    enabled: bool = True
+    timeout: float = field(default=10.0, metadata=_rule(_positive))
+    concurrency: int = field(default=16, metadata=_rule(_positive))
+    # a failed POST is retried with back-off until the message's validity ends
+    retry_base_seconds: float = field(default=5.0, metadata=_rule(_positive))
+    retry_max_seconds: float = field(default=3600.0, metadata=_rule(_positive))
+    # let webhooks reach loopback, private and link-local addresses (tests, closed networks)
+    allow_private: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
 class SmppListenerConfig:
     """``[listeners.smpp]``: ESMEs bind here; the session keys apply to ``smpp_tls`` too."""
 
@@ -479,6 +494,13 @@ class HttpListenerConfig:
     tls_key: str = ""
     metrics: bool = True
     public_url: str = field(default="", metadata=_rule(_http_url))
+    # REST API: requests per second per API key (token bucket) and the burst it allows
+    api_rate_limit: float = field(default=20.0, metadata=_rule(_positive))
+    api_rate_burst: int = field(default=40, metadata=_rule(_positive))
+    # largest request body (multipart submissions with fax documents or audio included)
+    max_body_bytes: int = field(default=10 * 1024 * 1024, metadata=_rule(_positive))
+    # recipients of one POST /messages at most (the account's own limit applies too)
+    api_max_recipients: int = field(default=1000, metadata=_rule(_positive))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -671,6 +693,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     source: Path | None = field(default=None, compare=False, metadata={"internal": True})
 
     def listening_addresses(self) -> list[tuple[str, str, int]]:

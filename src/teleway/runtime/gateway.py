@@ -37,12 +37,13 @@ from teleway.core.model import (
 )
 from teleway.core.ports import StoreUnavailable
 from teleway.core.retry import RetryPolicy
+from teleway.core.routing import RouteError, RouteTable
 from teleway.ingress.smpp_server import SmppServer, SmppServerSettings
 from teleway.ingress.smtp import SmtpLimits, SmtpListener, SmtpPolicy
 from teleway.ingress.smtp_authenticity import use_dns_servers
 from teleway.notify.email import EmailNotifier, RelaySettings
 from teleway.notify.smpp_receipts import ReporterSettings, SmppReporter
-from teleway.core.routing import RouteError, RouteTable
+from teleway.notify.webhook import WebhookSender, WebhookSettings
 from teleway.runtime.acceptance import Acceptor
 from teleway.runtime.config import Config, ConfigError, UpstreamConfig, load_config, mask_url
 from teleway.runtime.logs import log, setup_logging
@@ -51,14 +52,19 @@ from teleway.runtime.outcomes import Receipts, Replies, SmsMetrics
 from teleway.runtime.wiring import RandomIds, SystemClock
 from teleway.runtime.workers import Dispatcher, Sweeper
 from teleway.store import SchemaMismatch, Store, open_store
+from teleway.store.api_keys import ApiKeys
+from teleway.store.blobs import LocalBlobStore
 from teleway.store.directory import Directory
+from teleway.store.history import History
+from teleway.store.idempotency import IdempotencyKeys
 from teleway.store.inbound import InboundNumbers
 from teleway.store.migrations import upgrade
-from teleway.store.blobs import LocalBlobStore
 from teleway.store.receipts import PartOutcomes
 from teleway.store.smpp_ops import SmppOperations
+from teleway.store.webhooks import WebhookAttempts
 from teleway.testing.smsc import SimulatorSettings, SmscSimulator
 from teleway.web.app import build_app
+from teleway.web.context import ApiSettings, WebContext
 
 logger = logging.getLogger("teleway")
 
@@ -146,6 +152,7 @@ class Gateway:
         self.email_notifier: EmailNotifier | None = None
         self.smpp: SmppServer | None = None
         self.smpp_reporter: SmppReporter | None = None
+        self.webhooks: WebhookSender | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.listening: list[tuple[str, str]] = []
 
@@ -234,8 +241,10 @@ class Gateway:
                 await self._start_smtp(directory)
             if cfg.listeners.smpp.enabled or cfg.listeners.smpp_tls.enabled:
                 await self._start_smpp(store, directory)
+            if cfg.webhooks.enabled:
+                self._start_webhooks(store, directory)
             if cfg.listeners.http.enabled:
-                await self._start_http()
+                await self._start_http(store, directory)
         except BaseException:
             await self.stop()
             raise
@@ -382,14 +391,80 @@ class Gateway:
             ) from exc
         self.listening.append((what, f"{host}:{port}"))
 
-    async def _start_http(self) -> None:
+    def _start_webhooks(self, store: Store, directory: Directory) -> None:
+        cfg = self.config
+        w = cfg.webhooks
+        self.webhooks = WebhookSender(
+            outbox=store.outbox,
+            messages=store.messages,
+            accounts=directory,
+            attempts=WebhookAttempts(store.db, store.writer),
+            clock=self.clock,
+            settings=WebhookSettings(
+                worker=f"{cfg.gateway.node_name}-{os.getpid()}-webhooks",
+                poll=cfg.queue.poll_interval,
+                concurrency=w.concurrency,
+                timeout=w.timeout,
+                retry=RetryPolicy(
+                    base_seconds=w.retry_base_seconds, max_seconds=w.retry_max_seconds
+                ),
+                allow_private=w.allow_private,
+            ),
+            counted=lambda result: self.metrics.webhooks.labels(result).inc(),
+        )
+        self._tasks.append(asyncio.create_task(self.webhooks.run()))
+        self._tasks.append(asyncio.create_task(self._purge_web_tables(store)))
+
+    async def _purge_web_tables(self, store: Store) -> None:
+        """Forget idempotency keys after a day and webhook attempts after 30 days (hourly)."""
+        keys = IdempotencyKeys(store.db, store.writer)
+        attempts = WebhookAttempts(store.db, store.writer)
+        while True:
+            try:
+                now = self.clock.now()
+                await keys.purge(now=now)
+                await attempts.purge(now=now)
+            except StoreUnavailable as exc:
+                log(logger, logging.WARNING, "web tables not purged", error=str(exc))
+            await asyncio.sleep(3600)
+
+    def web_context(self, store: Store, directory: Directory) -> WebContext:
+        """What the REST API and the portal are given (web.context)."""
         http = self.config.listeners.http
-        app = build_app(
-            metrics=(lambda: (self.metrics.render(), self.metrics.content_type))
+        assert self.acceptor is not None
+        return WebContext(
+            messages=store.messages,
+            queue=store.queue,
+            directory=directory,
+            accept=self.acceptor.accept,
+            blobs=LocalBlobStore(self.config.blobs.directory),
+            clock=self.clock,
+            ids=self.ids,
+            history=History(store.db),
+            api_keys=ApiKeys(store.db, store.writer),
+            idempotency=IdempotencyKeys(store.db, store.writer),
+            webhooks=WebhookAttempts(store.db, store.writer),
+            outbox=store.outbox,
+            health=self.health,
+            metrics_text=(lambda: (self.metrics.render(), self.metrics.content_type))
             if http.metrics
             else None,
-            health=self.health,
+            metrics=self.metrics,
+            upstreams=lambda: {u.name: u.bound for u in self.upstreams},
+            public_url=http.public_url,
+            domains=self.config.gateway.domains,
+            tls=bool(http.tls_cert),
+            api=ApiSettings(
+                rate_limit=http.api_rate_limit,
+                rate_burst=http.api_rate_burst,
+                max_body_bytes=http.max_body_bytes,
+                max_recipients=http.api_max_recipients,
+            ),
         )
+
+    async def _start_http(self, store: Store, directory: Directory) -> None:
+        http = self.config.listeners.http
+        app = build_app(self.web_context(store, directory))
         server = _HttpServer(
             uvicorn.Config(
                 app,
@@ -412,7 +487,7 @@ class Gateway:
             await asyncio.sleep(0.02)
         self.http = server
         self._tasks.append(task)
-        self.listening.append(("HTTP (health, /metrics)", f"{http.host}:{http.port}"))
+        self.listening.append(("HTTP (API, portal, /metrics)", f"{http.host}:{http.port}"))
 
     def reload_routes(self) -> bool:
         """Read the configuration file again and apply its [[routes]] (SIGHUP, or the file
@@ -477,6 +552,8 @@ class Gateway:
             await self.smtp.stop()
         if self.email_notifier is not None:
             self.email_notifier.stop()
+        if self.webhooks is not None:
+            self.webhooks.stop()
         await asyncio.gather(
             *(d.stop(DRAIN_SECONDS) for d in self.dispatchers), return_exceptions=True
         )

@@ -130,6 +130,31 @@ class Metrics:
             registry=r,
         )
 
+        self.http_requests = Counter(
+            "teleway_http_requests",
+            "HTTP requests (REST API, portal) by route, method and status",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.http_seconds = Histogram(
+            "teleway_http_seconds",
+            "HTTP request handling time by route",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.webhooks = Counter(
+            "teleway_webhooks",
+            "Webhook POSTs by result (delivered, retry, expired, gone, refused, no_url)",
+            ["result"],
+            registry=r,
+        )
+
+    def http_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """`web.context.WebMetrics`: one request handled by the HTTP listener."""
+        self.http_requests.labels(route, method, str(status)).inc()
+        self.http_seconds.labels(route).observe(seconds)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
