@@ -206,6 +206,9 @@ def parse_email(source: bytes | BinaryIO) -> ParsedEmail:
     """Read an RFC 5322 message (headers and body, as received in DATA)."""
     parser = BytesParser(policy=policy.default)
     message = parser.parsebytes(source) if isinstance(source, bytes) else parser.parse(source)
+    if message.get_content_maintype() == "multipart" and not message.is_multipart():
+        # RFC 2046 5.1.1: the boundary never appears, so no part can be told from another
+        raise UnreadableEmail("broken MIME structure: the multipart boundary never appears")
     parts = list(message.walk())
     if len(parts) > MAX_PARTS:
         raise UnreadableEmail(f"{len(parts)} MIME parts; at most {MAX_PARTS} are read")
