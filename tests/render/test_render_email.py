@@ -170,13 +170,13 @@ Content-Type: text/plain; charset=utf-8
 
 Yes, I can take it.
 
--- 
+--
 Bob Smith | ACME Corp | +1 555 0100
 
 On Mon, 2 Nov 2026 at 09:00, Alice <alice@acme.test> wrote:
 > Can you take the night shift?
 > Thanks
-"""
+""".replace("\n--\n", "\n-- \n")  # RFC 3676 4.3: dash dash space
 )
 
 OUTLOOK_REPLY = crlf(
@@ -315,7 +315,9 @@ def test_signature_marker_only_on_its_own_line() -> None:
 def test_attachments_by_device() -> None:
     assert device_accepts(Device.FAX, "application/pdf")
     assert device_accepts(Device.FAX, "image/tiff")
-    assert device_accepts(Device.FAX, "application/vnd.openxmlformats-officedocument.wordprocessingml.document")
+    assert device_accepts(
+        Device.FAX, "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    )
     assert not device_accepts(Device.FAX, "audio/wav")
     assert device_accepts(Device.SMS, "audio/mpeg")
     assert device_accepts(Device.HOME, "audio/wav")
