@@ -279,7 +279,9 @@ class Gateway:
         if smtp.starttls:
             from teleway.runtime.tls import server_context
 
-            context = server_context(smtp.tls_cert, smtp.tls_key, cfg.gateway.data_dir)
+            context = server_context(
+                smtp.tls_cert, smtp.tls_key, cfg.gateway.data_dir, cfg.gateway.domains
+            )
         self.smtp = SmtpListener(
             policy, host=smtp.host, port=smtp.port, tls_context=context, auth=smtp.auth
         )
