@@ -554,3 +554,35 @@ async def test_unknown_pages_and_methods_get_html_errors(tmp_path: Path) -> None
         assert r.status_code == 405
         r = await client.get("/messages/" + "x" * 500)
         assert r.status_code == 404
+
+
+async def test_every_form_carries_the_session_csrf_token(tmp_path: Path) -> None:
+    async with portal_world(tmp_path) as world, world.client() as client, world.client() as op:
+        mine = await _message(world, "acme", "+14155550111", "hello")
+        pages = {
+            "alice": (
+                client,
+                ["/", "/messages", "/send", "/settings", "/account/password", f"/messages/{mine}"],
+            ),
+            "olga": (
+                op,
+                [
+                    "/admin/accounts",
+                    "/admin/accounts/acme",
+                    "/admin/users",
+                    "/admin/accounts/acme/settings",
+                    "/send",
+                ],
+            ),
+        }
+        for username, (c, paths) in pages.items():
+            csrf = await login(c, username)
+            for path in paths:
+                html = (await c.get(path)).text
+                tokens = re.findall(r'name="csrf" value="([^"]*)"', html)
+                forms = html.count("<form")
+                post_forms = len(re.findall(r'<form[^>]*method="post"', html))
+                assert tokens, path
+                assert set(tokens) == {csrf}, (path, set(tokens))
+                assert len(tokens) >= post_forms, path
+                assert forms >= post_forms
