@@ -25,6 +25,7 @@ from teleway.proto.smpp.constants import CommandStatus, command_name
 from teleway.proto.smpp.errors import SmppError
 from teleway.proto.smpp.pdu import (
     PDU_CLASSES,
+    TLVS_SLOT,
     AlertNotification,
     BindReceiver,
     BindReceiverResp,
@@ -58,12 +59,12 @@ from teleway.proto.smpp.pdu import (
     UnsuccessSme,
 )
 from teleway.proto.smpp.tlv import (
+    TLV_HEADER_LENGTHS,
     TLV_HEADERS,
-    TLV_LENGTHS,
-    Tlv,
     encode_tlvs,
+    next_tlv,
+    parse_tlvs,
     tlv_header,
-    tlv_stream_error,
     unfrozen_twin,
 )
 
@@ -503,11 +504,6 @@ def _struct(fmt: str) -> struct.Struct:
     return struct.Struct(">" + fmt)
 
 
-#: TLV tag and length (spec 3.2.4.1).
-_TAG_LENGTH = struct.Struct(">HH")
-_UnfrozenTlv = unfrozen_twin(Tlv)
-
-
 class _Generated(NamedTuple):
     decoder: Callable[[bytes, int, int, int], Pdu]
     encoder: Callable[[Any], bytes]
@@ -552,20 +548,18 @@ def _generate(cls: type[Pdu], layout: tuple[FieldSpec, ...]) -> _Generated:
     SmppError.  The encoder leaves field errors to ``_diagnose`` and TLV errors to
     ``tlv_header`` (raised as ``encode_tlvs`` raises them).
     """
+    # The twin stores tlvs straight into the slot (Pdu.tlvs is the lazy descriptor).
+    twin = unfrozen_twin(cls, tlvs=TLVS_SLOT)
     env: dict[str, Any] = {
         "_cls": cls,
-        "_Unfrozen": unfrozen_twin(cls),
-        "_Tlv": Tlv,
-        "_UnfrozenTlv": _UnfrozenTlv,
+        "_Unfrozen": twin,
         "_cid": int(cls.command_id),
-        "_tag_len": _TAG_LENGTH.unpack_from,
         "_tlv_header": tlv_header,
-        "_isinstance": isinstance,
-        "_lengths_get": TLV_LENGTHS.get,
         "_headers": TLV_HEADERS,
-        "_headers_get": TLV_HEADERS.get,
-        "_any_length": range(0x10000),
-        "_tlv_error": tlv_stream_error,
+        "_header_length": TLV_HEADER_LENGTHS.get,
+        "_next_tlv": next_tlv,
+        "_parse_tlvs": parse_tlvs,
+        "_raw_tlvs": TLVS_SLOT.__get__,
         "_cstr_error": _cstr_error,
         "_field_error": _field_error,
         "_short_error": _short_error,
@@ -655,33 +649,24 @@ def _generate(cls: type[Pdu], layout: tuple[FieldSpec, ...]) -> _Generated:
     if layout:
         w("    except (IndexError, _struct_error):")
         w("        raise _short_error(seq, _cid) from None")
-    # Optional parameters (spec 3.2.4): the loop of tlv.parse_tlvs, inlined.
+    # Optional parameters (spec 3.2.4): the stream is checked here, every header and
+    # length as tlv.parse_tlvs checks them, and kept raw; Pdu.tlvs parses it when read.
     if _at(base, delta) != "pos":
         w(f"    pos = {_at(base, delta)}")
     w("    if pos == end:")
     w("        obj.tlvs = ()")
     w("    else:")
-    w("        tlvs = []")
-    w("        try:")
-    w("            while pos < end:")
-    w("                tag, length = _tag_len(data, pos)")  # struct.error: < 4 octets left
-    w("                start = pos + 4")
-    w("                nxt = start + length")
-    # A known tag with an allowed length is in _headers; only the others need the range.
-    w("                if nxt > end or (")
-    w("                    (tag, length) not in _headers")
-    w("                    and length not in _lengths_get(tag, _any_length)")
-    w("                ):")
-    w("                    raise _tlv_error(data, pos, end, seq, _cid)")
-    w("                tlv = _UnfrozenTlv()")
-    w("                tlv.tag = tag")
-    w("                tlv.value = data[start:nxt]")
-    w("                tlv.__class__ = _Tlv")
-    w("                tlvs.append(tlv)")
-    w("                pos = nxt")
-    w("        except _struct_error:")
-    w("            raise _tlv_error(data, pos, end, seq, _cid) from None")
-    w("        obj.tlvs = tuple(tlvs)")
+    w("        at = pos")
+    w("        while at < end:")
+    # A known tag with an allowed length: its header is in the table; others the long way.
+    w("            length = _header_length(data[at:at + 4])")
+    w("            if length is None:")
+    w("                at = _next_tlv(data, at, end, seq, _cid)")
+    w("            else:")
+    w("                at += 4 + length")
+    w("        if at != end:  # the last value runs past the end: parse for the exact error")
+    w("            _parse_tlvs(data, pos, end, seq, _cid)")
+    w("        obj.tlvs = data[pos:end]")
     w("    obj.__class__ = _cls")
     w("    return obj")
 
@@ -736,19 +721,25 @@ def _generate(cls: type[Pdu], layout: tuple[FieldSpec, ...]) -> _Generated:
     if pending_nul:
         parts.append("b'\\0'")
     joined = ", ".join(parts)
-    w("        t = p.tlvs")
+    # The slot itself: raw octets of a decoded PDU whose tlvs nobody read are copied.
+    w("        t = _raw_tlvs(p)")
     w("        if t:")
-    # TLVs (spec 3.2.4): the loop of tlv.encode_tlvs, inlined, with the same errors.
     w(f"            parts = [{joined}]")
-    w("            for tlv in t:")
-    w("                value = tlv.value")
-    w("                size = len(value)")
-    w("                tag = tlv.tag")
-    w("                head = _headers_get((tag, size)) if _isinstance(tag, int) else None")
-    w("                if head is None:")
-    w("                    head = _tlv_header(tag, size)")
-    w("                parts.append(head)")
-    w("                parts.append(value)")
+    w("            if t.__class__ is bytes:")
+    w("                parts.append(t)")
+    w("            else:")
+    # TLVs (spec 3.2.4): the loop of tlv.encode_tlvs, inlined, with the same errors.
+    w("                for tlv in t:")
+    w("                    value = tlv.value")
+    w("                    tag = tlv.tag")
+    w("                    try:")
+    # type(): a float equal to a known tag would match the key but is no valid tag.
+    w("                        head = _headers[tag, len(value)] if type(tag) is int else None")
+    w("                    except KeyError:")
+    w("                        head = None")
+    w("                    if head is None:")
+    w("                        head = _tlv_header(tag, len(value))")
+    w("                    parts += (head, value)")
     w("            body = b''.join(parts)")
     w("        else:")
     if len(parts) == 1:

@@ -24,10 +24,11 @@ from teleway.proto.smpp.constants import (
     command_name,
     status_name,
 )
-from teleway.proto.smpp.tlv import Tlv, TlvValue, decode_value
+from teleway.proto.smpp.tlv import Tlv, TlvValue, decode_value, parse_tlvs
 
 __all__ = [
     "PDU_CLASSES",
+    "TLVS_SLOT",
     "AlertNotification",
     "BindReceiver",
     "BindReceiverResp",
@@ -139,6 +140,48 @@ class Pdu:
             if item.tag == tag:
                 return item.value
         return None
+
+
+class _LazyTlvs:
+    """The ``tlvs`` attribute of every PDU, in place of the slot descriptor dataclass made.
+
+    The value lives in the same slot (:data:`TLVS_SLOT`).  A decoder checks the TLV stream
+    of a PDU (so a malformed one still fails decode with its code) and leaves its raw
+    octets, a ``bytes``, in the slot; the first read turns them into the tuple of
+    :class:`Tlv` and keeps it.  Every read goes through here (constructor, ``==``, repr,
+    ``replace``, pickle), so nobody outside the codec ever sees the raw form; the encoder
+    reads the slot directly and copies raw octets as they came (byte for byte).
+    """
+
+    __slots__ = ("_delete", "_get", "_set")
+
+    def __init__(self, slot: Any) -> None:
+        self._get = slot.__get__
+        self._set = slot.__set__
+        self._delete = slot.__delete__
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value = self._get(obj)
+        if value.__class__ is bytes:
+            value = parse_tlvs(value, 0, len(value), obj.sequence_number, obj.command_id)
+            self._set(obj, value)
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        if value.__class__ is bytes:  # would be taken for a raw stream: refuse
+            raise TypeError("tlvs must be a tuple of Tlv, not bytes")
+        self._set(obj, value)
+
+    def __delete__(self, obj: Any) -> None:
+        self._delete(obj)
+
+
+#: The slot holding ``tlvs`` (a tuple of Tlv, or raw TLV octets a decoder checked): the
+#: codec's decoders store into it and its encoders read it without the lazy parse.
+TLVS_SLOT: Final[Any] = Pdu.__dict__["tlvs"]
+Pdu.tlvs = _LazyTlvs(TLVS_SLOT)  # type: ignore[assignment,misc]
 
 
 # --- bind (spec 4.1) -------------------------------------------------------------------

@@ -196,7 +196,7 @@ def decode_value(tag: int, value: bytes) -> TlvValue:
     return (value if nul < 0 else value[:nul]).decode("latin-1")
 
 
-def unfrozen_twin(cls: type) -> Callable[[], Any]:
+def unfrozen_twin(cls: type, **attributes: Any) -> Callable[[], Any]:
     """A private subclass of the slotted frozen dataclass ``cls`` whose instances accept
     plain attribute assignment, for decoders to fill before handing the object out.
 
@@ -208,7 +208,8 @@ def unfrozen_twin(cls: type) -> Callable[[], Any]:
     instance and the twin never escapes.  Both ``__setattr__`` and ``__delattr__`` must be
     object's so CPython keeps the generic (specialisable) attribute store; ``__new__`` and
     ``__init__`` are object's so that calling the twin with no arguments is the cheapest way
-    to get a blank instance.  Returns the twin class.
+    to get a blank instance.  ``attributes`` go into the twin's namespace too (the codec
+    puts the raw slot descriptor of ``tlvs`` there).  Returns the twin class.
     """
     twin = type(
         f"_Unfrozen{cls.__name__}",
@@ -221,6 +222,7 @@ def unfrozen_twin(cls: type) -> Callable[[], Any]:
             "__init__": object.__init__,
             "__module__": cls.__module__,
             "__doc__": f"Decoder-private, assignable twin of {cls.__name__} (never escapes).",
+            **attributes,
         },
     )
     probe = twin()
@@ -243,6 +245,29 @@ TLV_HEADERS: Final[dict[tuple[int, int], bytes]] = {
     if len(lengths) <= 0x100
     for length in lengths
 }
+
+
+#: The 4 header octets -> value length, for the same (known tag, allowed length) pairs as
+#: TLV_HEADERS: a decoder validating a TLV stream slices each header and looks it up, one
+#: hash of 4 octets instead of unpacking tag and length and checking them separately.
+TLV_HEADER_LENGTHS: Final[dict[bytes, int]] = {
+    head: length for (_, length), head in TLV_HEADERS.items()
+}
+
+
+def next_tlv(data: bytes, pos: int, end: int, sequence_number: int, command_id: int) -> int:
+    """Offset after the TLV at ``pos`` after checking it (the long way, for headers not in
+    TLV_HEADER_LENGTHS: unknown tags, message_payload and bad lengths); raises as
+    :func:`parse_tlvs` does."""
+    if end - pos < 4:
+        raise tlv_stream_error(data, pos, end, sequence_number, command_id)
+    tag: int
+    length: int
+    tag, length = _TAG_LEN.unpack_from(data, pos)
+    nxt = pos + 4 + length
+    if nxt > end or length not in TLV_LENGTHS.get(tag, _ANY_LENGTH):
+        raise tlv_stream_error(data, pos, end, sequence_number, command_id)
+    return nxt
 
 
 def tlv_stream_error(
