@@ -153,6 +153,7 @@ class Gateway:
         self.smpp: SmppServer | None = None
         self.smpp_reporter: SmppReporter | None = None
         self.webhooks: WebhookSender | None = None
+        self._purging: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.listening: list[tuple[str, str]] = []
 
@@ -415,7 +416,7 @@ class Gateway:
             counted=lambda result: self.metrics.webhooks.labels(result).inc(),
         )
         self._tasks.append(asyncio.create_task(self.webhooks.run()))
-        self._tasks.append(asyncio.create_task(self._purge_web_tables(store)))
+        self._purging = asyncio.create_task(self._purge_web_tables(store))
 
     async def _purge_web_tables(self, store: Store) -> None:
         """Forget idempotency keys after a day and webhook attempts after 30 days (hourly)."""
@@ -556,6 +557,10 @@ class Gateway:
             self.email_notifier.stop()
         if self.webhooks is not None:
             self.webhooks.stop()
+        if self._purging is not None:
+            self._purging.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._purging
         await asyncio.gather(
             *(d.stop(DRAIN_SECONDS) for d in self.dispatchers), return_exceptions=True
         )
