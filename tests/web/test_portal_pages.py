@@ -586,3 +586,16 @@ async def test_every_form_carries_the_session_csrf_token(tmp_path: Path) -> None
                 assert set(tokens) == {csrf}, (path, set(tokens))
                 assert len(tokens) >= post_forms, path
                 assert forms >= post_forms
+
+
+async def test_audit_page_never_shows_a_secret(tmp_path: Path) -> None:
+    async with portal_world(tmp_path) as world, world.client() as client, world.client() as op:
+        csrf = await login(client, "alice")
+        r = await client.post(
+            "/settings", data={"csrf": csrf, "webhook_secret": "s3cret-s3cret-s3cret"}
+        )
+        assert r.status_code == 303
+        await login(op, "olga")
+        audit = await op.get("/admin/audit?q=account.settings")
+        assert "account.settings" in audit.text
+        assert "webhook_secret" in audit.text and "s3cret" not in audit.text

@@ -41,6 +41,25 @@ def _state_label(value: Any) -> str:
     return STATE_LABELS.get(str(value), str(value))
 
 
+SECRET_WORDS = ("secret", "password", "token", "key_hash")
+
+
+def _masked(detail: Any) -> list[tuple[str, Any]]:
+    """Audit details for display, with any secret-looking value hidden (defence in depth: the
+    audit log should never hold one, but a page must not show it if it does)."""
+
+    def clean(value: Any, name: str = "") -> Any:
+        if any(word in name.lower() for word in SECRET_WORDS) and value not in (None, ""):
+            return "***"
+        if isinstance(value, dict):
+            return {k: clean(v, str(k)) for k, v in value.items()}
+        return value
+
+    if not isinstance(detail, dict):
+        return []
+    return [(str(k), clean(v, str(k))) for k, v in detail.items()]
+
+
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -50,6 +69,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["when"] = _when
     env.filters["state_label"] = _state_label
+    env.filters["masked"] = _masked
     return env
 
 

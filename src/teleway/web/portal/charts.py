@@ -63,7 +63,7 @@ def stacked_bars(
     names = [name for name, values in series.items() if any(values)]
     count = len(buckets)
     totals = [sum(series[name][i] for name in names) for i in range(count)]
-    top = nice_ceiling(max(totals, default=0))
+    top = max(4, nice_ceiling(max(totals, default=0)))  # at least 4: whole-number ticks
     plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT
     plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
     slot = plot_w / max(count, 1)
