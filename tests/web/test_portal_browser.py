@@ -20,7 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
 
-from gwharness import GatewayFiles, make_gateway  # noqa: E402
+from gwharness import GatewayFiles, make_gateway
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "Portal-pass-1234"

@@ -20,6 +20,7 @@ from teleway.core.model import (
     Recipient,
     Submission,
 )
+from teleway.store.history import MessageFilter
 from teleway.store.web_sessions import token_id
 from teleway.web.portal.base import SESSION_COOKIE
 
@@ -599,3 +600,62 @@ async def test_audit_page_never_shows_a_secret(tmp_path: Path) -> None:
         audit = await op.get("/admin/audit?q=account.settings")
         assert "account.settings" in audit.text
         assert "webhook_secret" in audit.text and "s3cret" not in audit.text
+
+
+async def test_store_down_gives_a_503_page_and_changes_nothing(tmp_path: Path) -> None:
+    from teleway.core.ports import StoreUnavailable
+
+    async with portal_world(tmp_path) as world, world.client() as client:
+        csrf = await login(client, "alice")
+
+        async def down(*args: object, **kwargs: object) -> None:
+            raise StoreUnavailable("database is locked")
+
+        history, directory = world.ctx.history, world.ctx.directory
+        original_search, original_verify = history.search, directory.verify_login
+        history.search = down  # type: ignore[method-assign]
+        try:
+            r = await client.get("/messages")
+            assert r.status_code == 503
+            assert "The database is not reachable" in r.text and "Traceback" not in r.text
+        finally:
+            history.search = original_search  # type: ignore[method-assign]
+        r = await client.post(
+            "/send", data={"csrf": csrf, "number": "+14155550123", "device": "sms", "text": "x"}
+        )
+        assert r.status_code == 303
+        client.cookies.clear()
+        directory.verify_login = down  # type: ignore[method-assign]
+        try:
+            page = await client.get("/login")
+            r = await client.post(
+                "/login",
+                data={"username": "alice", "password": PASSWORD, "csrf": csrf_of(page.text)},
+            )
+            assert r.status_code == 503 and "not reachable" in r.text
+        finally:
+            directory.verify_login = original_verify  # type: ignore[method-assign]
+
+
+async def test_test_message_when_the_store_refuses_writes(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from teleway.core.ports import StoreFull
+    from teleway.web.portal import build_portal
+
+    async def full(submission: Submission) -> None:
+        raise StoreFull("disk full")
+
+    async with portal_world(tmp_path) as world:
+        app = build_portal(replace(world.ctx, accept=full), sessions=world.sessions)
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://p.test") as client:
+            csrf = await login(client, "alice")
+            r = await client.post(
+                "/send",
+                data={"csrf": csrf, "number": "+14155550123", "device": "sms", "text": "x"},
+            )
+            assert r.status_code == 503
+            assert "nothing was sent" in r.text
+        page = await world.ctx.history.search(MessageFilter())
+        assert page.items == ()

@@ -6,15 +6,16 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from teleway.core import passwords
 from teleway.core.model import DeliveryState, Device, LongSmsPolicy, Role
 from teleway.proto.sms.segments import plan_segments
-from teleway.store import open_store
+from teleway.store import tables
 from teleway.store.directory import Directory
 from teleway.store.web_sessions import WebSessions, token_id
 from teleway.web.portal.auth import LoginThrottle, safe_next
@@ -160,56 +161,52 @@ def test_parse_filters_never_raises(params: dict[str, str]) -> None:
 # --- sessions ---------------------------------------------------------------------------------
 
 
-async def test_sessions_expire_idle_end_and_never_store_the_token(tmp_path: Path) -> None:
-    passwords.configure(time_cost=1, memory_cost=8, parallelism=1)
-    store = await open_store(f"sqlite+aiosqlite:///{tmp_path}/s.db", migrate=True)
-    try:
-        directory = Directory(store.engine)
-        await directory.create_account("acme", actor="t")
-        user = await directory.add_user(
-            "alice", actor="t", account="acme", password="long enough pw"
-        )
-        op = await directory.add_user(
-            "olga", actor="t", role=Role.OPERATOR, password="long enough pw"
-        )
-        sessions = WebSessions(
-            store.engine, lifetime=timedelta(hours=2), idle=timedelta(minutes=30)
-        )
-        created = await sessions.create(user, now=T0, ip="192.0.2.1")
-        assert created.session.id == token_id(created.token) != created.token
-        assert re.fullmatch(r"[0-9a-f]{64}", created.session.id)
-        found = await sessions.resolve(created.token, now=T0 + timedelta(minutes=29))
-        assert found is not None and found.user.username == "alice"
-        assert found.csrf == created.session.csrf
-        # each request slides the idle limit; the absolute lifetime still ends it
-        for minutes in (55, 80, 105):
-            assert await sessions.resolve(created.token, now=T0 + timedelta(minutes=minutes))
-        assert await sessions.resolve(created.token, now=T0 + timedelta(minutes=121)) is None
-        # idle too long
-        idle = await sessions.create(user, now=T0, ip=None)
-        assert await sessions.resolve(idle.token, now=T0 + timedelta(minutes=31)) is None
-        # a disabled user's sessions stop working at once
-        live = await sessions.create(user, now=T0, ip=None)
-        await directory.set_user_enabled("alice", False, actor="t")
-        assert await sessions.resolve(live.token, now=T0) is None
-        await directory.set_user_enabled("alice", True, actor="t")
-        assert await sessions.resolve(live.token, now=T0) is not None
-        # a disabled account's users too
-        await directory.set_account_enabled("acme", False, actor="t")
-        assert await sessions.resolve(live.token, now=T0) is None
-        await directory.set_account_enabled("acme", True, actor="t")
-        # end_all keeps the given one; operators (no account) resolve too
-        other = await sessions.create(user, now=T0, ip=None)
-        assert await sessions.end_all(user.id, keep=live.session.id) >= 1
-        assert await sessions.resolve(other.token, now=T0) is None
-        assert await sessions.resolve(live.token, now=T0) is not None
-        mine = await sessions.create(op, now=T0, ip="::1")
-        resolved = await sessions.resolve(mine.token, now=T0)
-        assert resolved is not None and resolved.user.role is Role.OPERATOR
-        assert await sessions.resolve("not-a-token", now=T0) is None
-        assert await sessions.resolve("x" * 1000, now=T0) is None
-        assert await sessions.purge(now=T0 + timedelta(days=1)) >= 1
-        assert await sessions.count(op.id) == 0
-    finally:
-        await store.close()
-        passwords.reset()
+@pytest.mark.usefixtures("cheap_hashing")
+async def test_sessions_expire_idle_end_and_never_store_the_token(
+    engine: AsyncEngine, directory: Directory
+) -> None:
+    """On SQLite and PostgreSQL (the `engine` fixture of tests/db_fixtures.py)."""
+    await directory.create_account("acme", actor="t")
+    user = await directory.add_user("alice", actor="t", account="acme", password="long enough pw")
+    op = await directory.add_user("olga", actor="t", role=Role.OPERATOR, password="long enough pw")
+    sessions = WebSessions(engine, lifetime=timedelta(hours=2), idle=timedelta(minutes=30))
+    created = await sessions.create(user, now=T0, ip="192.0.2.1")
+    assert created.session.id == token_id(created.token) != created.token
+    assert re.fullmatch(r"[0-9a-f]{64}", created.session.id)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(tables.web_sessions))).all()
+    assert rows and all(created.token not in map(str, row) for row in rows)
+    found = await sessions.resolve(created.token, now=T0 + timedelta(minutes=29))
+    assert found is not None and found.user.username == "alice"
+    assert found.csrf == created.session.csrf
+    # each request slides the idle limit; the absolute lifetime still ends it
+    for minutes in (55, 80, 105):
+        assert await sessions.resolve(created.token, now=T0 + timedelta(minutes=minutes))
+    assert await sessions.resolve(created.token, now=T0 + timedelta(minutes=121)) is None
+    # idle too long
+    idle = await sessions.create(user, now=T0, ip=None)
+    assert await sessions.resolve(idle.token, now=T0 + timedelta(minutes=31)) is None
+    # a disabled user's sessions stop working at once
+    live = await sessions.create(user, now=T0, ip=None)
+    await directory.set_user_enabled("alice", False, actor="t")
+    assert await sessions.resolve(live.token, now=T0) is None
+    await directory.set_user_enabled("alice", True, actor="t")
+    assert await sessions.resolve(live.token, now=T0) is not None
+    # a disabled account's users too
+    await directory.set_account_enabled("acme", False, actor="t")
+    assert await sessions.resolve(live.token, now=T0) is None
+    await directory.set_account_enabled("acme", True, actor="t")
+    # end_all keeps the given one; operators (no account) resolve too
+    other = await sessions.create(user, now=T0, ip=None)
+    assert await sessions.end_all(user.id, keep=live.session.id) >= 1
+    assert await sessions.resolve(other.token, now=T0) is None
+    assert await sessions.resolve(live.token, now=T0) is not None
+    mine = await sessions.create(op, now=T0, ip="::1")
+    resolved = await sessions.resolve(mine.token, now=T0)
+    assert resolved is not None and resolved.user.role is Role.OPERATOR
+    await sessions.end(mine.session.id)
+    assert await sessions.resolve(mine.token, now=T0) is None
+    assert await sessions.resolve("not-a-token", now=T0) is None
+    assert await sessions.resolve("x" * 1000, now=T0) is None
+    assert await sessions.purge(now=T0 + timedelta(days=1)) >= 1
+    assert await sessions.count(user.id) == 0

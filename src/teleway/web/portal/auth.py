@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from teleway.core import passwords
 from teleway.core import provisioning as prov
+from teleway.core.ports import StoreUnavailable
 from teleway.core.ratelimit import SlidingWindow
 from teleway.web.portal.base import (
     SESSION_COOKIE,
@@ -113,6 +114,18 @@ def routes(portal: Portal) -> list[Route]:
         return response
 
     async def login(request: Request) -> Response:
+        try:
+            return await attempt(request)
+        except StoreUnavailable as exc:
+            log(logging.ERROR, "portal: store unavailable at login", error=exc)
+            return login_form(
+                request,
+                error="The gateway's database is not reachable. Please try again in a moment.",
+                username="",
+                status=503,
+            )
+
+    async def attempt(request: Request) -> Response:
         if request.method == "GET":
             if await portal.current(request) is not None:
                 return redirect(safe_next(request.query_params.get("next", "/")))
