@@ -15,6 +15,7 @@ codec, or Kannel.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import struct
 import sys
@@ -24,13 +25,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
 
-from gwharness import free_port  # noqa: E402
+from gwharness import free_port
 
-from teleway.proto.smpp import decode, encode  # noqa: E402
-from teleway.proto.smpp.pdu import Pdu  # noqa: E402
-from teleway.runtime.config import load_config  # noqa: E402
-from teleway.runtime.gateway import Gateway, upgrade_database  # noqa: E402
-from teleway.store.directory import Directory  # noqa: E402
+from teleway.proto.smpp import decode, encode
+from teleway.proto.smpp.pdu import Pdu
+from teleway.runtime.config import load_config
+from teleway.runtime.gateway import Gateway, upgrade_database
+from teleway.store.directory import Directory
 
 SENDER = "447911123456"  # international, TON 1
 RECIPIENT = "17816170000"
@@ -64,7 +65,7 @@ async def start_smpp_rig(
     settings: dict[str, object] | None = None,
     extra: str = "",
 ) -> SmppRig:
-    port, tls_port, http_port, sim_port = free_port(), free_port(), free_port(), free_port()
+    port, tls_port, sim_port = free_port(), free_port(), free_port()
     config = root / "teleway.toml"
     config.write_text(
         f"""
@@ -109,7 +110,9 @@ success_ratio = {success_ratio}
 {extra}
 """
     )
-    cfg = load_config(config, env={})
+    # without `source` the gateway does not watch the file for route changes (that watcher
+    # takes seconds to stop, and these tests do not change routes)
+    cfg = dataclasses.replace(load_config(config, env={}), source=None)
     await upgrade_database(cfg)
     gateway = Gateway(cfg)
     await gateway.start()
@@ -125,9 +128,7 @@ success_ratio = {success_ratio}
         max_binds=max_binds,
         throughput=throughput,
     )
-    await directory.add_smpp(
-        "acme", "acme02", actor="test", password="secret2", system_type="VMA"
-    )
+    await directory.add_smpp("acme", "acme02", actor="test", password="secret2", system_type="VMA")
     await directory.create_account("faraway", actor="test")
     await directory.add_network("faraway", "10.0.0.0/8", actor="test")
     await directory.add_smpp("faraway", "far01", actor="test", password="secret3")

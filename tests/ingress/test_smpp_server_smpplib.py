@@ -70,3 +70,43 @@ async def test_bind_submit_query_unbind(rig: SmppRig) -> None:
     assert message is not None and message.content.text == "hello"
     assert message.options.sender_id == "+" + SENDER
     assert str(message.origin) == "smpp"
+
+
+async def test_receipt_reaches_a_receiver_bind(rig: SmppRig) -> None:
+    """Submit on a transmitter, receive the receipt on a receiver bind of the same account:
+    simulator upstream -> store -> outbox -> deliver_sm (esm_class 0x04 + TLVs)."""
+
+    def run() -> tuple[str, list[object]]:
+        tx = client(rig.port)
+        rx = client(rig.port)
+        received: list[object] = []
+        try:
+            tx.bind_transmitter(system_id="acme01", password="secret1")
+            rx.bind_receiver(system_id="acme01", password="secret1")
+            resp = submit(tx, b"receipt please", registered_delivery=1)
+            assert resp.status == 0
+            rx.set_message_received_handler(lambda pdu: received.append(pdu))
+            deadline = time.monotonic() + 20
+            while not received and time.monotonic() < deadline:
+                rx.read_once()  # answers deliver_sm with deliver_sm_resp ESME_ROK
+            tx.unbind()
+            rx.unbind()
+            return resp.message_id.decode(), received
+        finally:
+            tx.disconnect()
+            rx.disconnect()
+
+    message_id, received = await in_thread(run)
+    assert len(received) == 1
+    pdu = received[0]
+    assert pdu.esm_class == 0x04  # type: ignore[attr-defined]
+    assert pdu.receipted_message_id.decode() == message_id  # type: ignore[attr-defined]
+    assert pdu.message_state == 2  # type: ignore[attr-defined]  # DELIVERED
+    text = pdu.short_message.decode()  # type: ignore[attr-defined]
+    assert f"id:{message_id} " in text and "stat:DELIVRD" in text and "text:receipt please" in text
+    assert pdu.source_addr.decode() == RECIPIENT  # type: ignore[attr-defined]
+    assert pdu.destination_addr.decode() == SENDER  # type: ignore[attr-defined]
+    items = await rig.store.outbox.recent(
+        account_id=received and (await rig.directory.account_by_name("acme")).id
+    )  # type: ignore[union-attr]
+    assert [str(i.status) for i in items] == ["sent"]
