@@ -319,13 +319,20 @@ def routes(portal: Portal) -> list[Route]:
     async def status(request: Request, session: SessionUser) -> Response:
         health = await ctx.health() if ctx.health is not None else {}
         depth = {str(k): v for k, v in (await ctx.queue.depth()).items()}
+        # the SMS route table, when the context offers one (a callable returning one mapping
+        # per route: prefix, upstreams, weights...); shown as a plain table
+        source = getattr(ctx, "routes", None)
+        routes = [dict(r) for r in source()] if callable(source) else []
+        columns = list(dict.fromkeys(key for r in routes for key in r))
         return portal.render(
             request,
             "admin_status.html",
             session,
-            health=health,
+            health={k: v for k, v in health.items() if k not in ("upstreams", "queue")},
             upstreams=ctx.upstreams(),
             depth=depth,
+            routes=routes,
+            route_columns=columns,
         )
 
     op = Role.OPERATOR
