@@ -1270,7 +1270,12 @@ def apikey_create(
 @json_option
 @click.pass_context
 def apikey_list(ctx: click.Context, account: str | None, active: bool, as_json: bool) -> None:
-    """List API keys (their prefixes, never the keys)."""
+    """List API keys (their prefixes, never the keys).
+
+    \b
+    Example:
+      teleway admin apikey list --account acme --active
+    """
 
     async def work(keys: Any, directory: Directory) -> tuple[list[Any], dict[int, str]]:
         owner = await directory.require_account(account) if account else None
@@ -1304,7 +1309,12 @@ def apikey_list(ctx: click.Context, account: str | None, active: bool, as_json: 
 @click.argument("key_id", type=int)
 @click.pass_context
 def apikey_revoke(ctx: click.Context, key_id: int) -> None:
-    """Revoke the key with id KEY_ID (see `apikey list`); requests with it get 401 at once."""
+    """Revoke the key with id KEY_ID (see `apikey list`); requests with it get 401 at once.
+
+    \b
+    Example:
+      teleway admin apikey revoke 7
+    """
 
     async def work(keys: Any, directory: Directory) -> Any:
         return await keys.revoke(key_id, account_id=None, now=datetime.now(UTC), actor=_actor(ctx))

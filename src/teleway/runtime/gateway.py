@@ -462,6 +462,8 @@ class Gateway:
                 rate_burst=http.api_rate_burst,
                 max_body_bytes=http.max_body_bytes,
                 max_recipients=http.api_max_recipients,
+                auth_fail_limit=self.config.security.auth_fail_limit,
+                auth_fail_window_seconds=self.config.security.auth_fail_window_seconds,
             ),
         )
 

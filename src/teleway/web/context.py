@@ -59,6 +59,9 @@ class ApiSettings:
     rate_burst: int = 40  # bucket size
     max_body_bytes: int = 10 * 1024 * 1024  # multipart with fax documents / audio included
     max_recipients: int = 1000  # per request, whatever the account allows (accept() checks that)
+    # [security]: failed authentications per client address within the window, then 429
+    auth_fail_limit: int = 5
+    auth_fail_window_seconds: float = 300.0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,9 +5,10 @@ Answers:
 
 - no key, malformed or unknown key, revoked key: 401 with `WWW-Authenticate: Bearer`
   (RFC 6750 3); the key itself is never logged, only its first characters;
-- more than `auth_failures` failed attempts per minute from one client address: 429 before the
-  key is even looked up (slows down key guessing, though 256-bit keys cannot be guessed; it
-  mostly stops a misconfigured client from hammering the database);
+- more than `[security] auth_fail_limit` failed attempts from one client address within
+  `auth_fail_window_seconds`: 429 until the window has passed, before any key is looked up
+  (the same rule as SMTP AUTH, SMPP binds and the portal; 256-bit keys cannot be guessed, but
+  a misconfigured client must not hammer the database either);
 - a key over its rate (token bucket: `rate_limit` per second, `rate_burst` at once): 429 with
   `Retry-After` (RFC 9110 10.2.3, whole seconds, at least 1).
 
@@ -23,18 +24,19 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from starlette.requests import Request
 
 from teleway.core.model import Account
-from teleway.core.ratelimit import TokenBucket
+from teleway.core.ratelimit import SlidingWindow, TokenBucket
 from teleway.web.api.problems import RATE_LIMITED, UNAUTHENTICATED, ApiProblem
 from teleway.web.context import WebContext
 
 logger = logging.getLogger("teleway.web.api")
+L = TypeVar("L")
 
 MAX_BUCKETS = 10_000  # keys / client addresses tracked at once (least recently used dropped)
-AUTH_FAILURES_PER_MINUTE = 30
 WWW_AUTHENTICATE = 'Bearer realm="teleway"'
 
 
@@ -51,12 +53,12 @@ class Caller:
         return f"api:{self.key_name}"
 
 
-class _Buckets:
-    def __init__(self, make: Callable[[float], TokenBucket]) -> None:
+class _Buckets(Generic[L]):
+    def __init__(self, make: Callable[[float], L]) -> None:
         self._make = make
-        self._buckets: OrderedDict[object, TokenBucket] = OrderedDict()
+        self._buckets: OrderedDict[object, L] = OrderedDict()
 
-    def get(self, key: object, now: float) -> TokenBucket:
+    def get(self, key: object, now: float) -> L:
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = self._make(now)
@@ -93,11 +95,9 @@ class ApiAuth:
         self._default = _Buckets(
             lambda now: TokenBucket(api.rate_limit, float(api.rate_burst), now=now)
         )
-        self._custom: dict[float, _Buckets] = {}
+        self._custom: dict[float, _Buckets[TokenBucket]] = {}
         self._failures = _Buckets(
-            lambda now: TokenBucket(
-                AUTH_FAILURES_PER_MINUTE / 60.0, float(AUTH_FAILURES_PER_MINUTE), now=now
-            )
+            lambda now: SlidingWindow(api.auth_fail_limit, api.auth_fail_window_seconds)
         )
 
     def _limited(self, bucket: TokenBucket, now: float, detail: str) -> ApiProblem | None:
@@ -113,10 +113,15 @@ class ApiAuth:
         now = self._monotonic()
         client = request.client.host if request.client else "-"
         failures = self._failures.get(client, now)
-        if failures.wait_time(now) > 0:
-            problem = self._limited(failures, now, "too many failed authentications")
-            assert problem is not None
-            raise problem
+        wait = failures.delay(now)
+        if wait > 0:
+            seconds = max(1, math.ceil(wait))
+            raise ApiProblem(
+                RATE_LIMITED,
+                "too many failed authentications from this address; wait and check the key",
+                headers={"Retry-After": str(seconds)},
+                retry_after=seconds,
+            )
         secret = presented_key(request)
         if not secret:
             self._fail(failures, now, client, "no API key" if secret is None else "bad scheme")
@@ -146,6 +151,6 @@ class ApiAuth:
             raise problem
         return Caller(account=account, key_id=key.id, key_name=key.name)
 
-    def _fail(self, failures: TokenBucket, now: float, client: str, why: str) -> None:
-        failures.take(now)
+    def _fail(self, failures: SlidingWindow, now: float, client: str, why: str) -> None:
+        failures.record(now)
         logger.info("API authentication failed from %s: %s", client, why)
