@@ -210,3 +210,18 @@ async def test_sessions_expire_idle_end_and_never_store_the_token(
     assert await sessions.resolve("x" * 1000, now=T0) is None
     assert await sessions.purge(now=T0 + timedelta(days=1)) >= 1
     assert await sessions.count(user.id) == 0
+
+
+def test_route_rows_from_a_route_table() -> None:
+    from teleway.core.routing import Route, RouteTable
+    from teleway.web.portal.operators import route_rows
+
+    table = RouteTable(
+        routes=(Route.build(name="uk", upstreams=["eu-1:3, eu-2", "backup"], prefixes=["+44"]),),
+        upstreams=("eu-1", "eu-2", "backup"),
+    )
+    rows = route_rows(table)
+    assert rows[0]["route"] == "uk" and rows[0]["prefixes"] == "+44"
+    assert rows[0]["upstreams (failover →)"] == "eu-1:3, eu-2 → backup"
+    assert rows[-1] == {"route": "(default)", "upstreams (failover →)": "eu-1, eu-2, backup"}
+    assert route_rows([{"a": 1}]) == [{"a": "1"}]

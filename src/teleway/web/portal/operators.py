@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from teleway.core import provisioning as prov
 from teleway.core.model import Account, Role
+from teleway.core.routing import RouteTable
 from teleway.store.directory import UNSET
 from teleway.web.portal.base import Portal, SessionUser, field, log, read_form, redirect
 
@@ -322,7 +323,7 @@ def routes(portal: Portal) -> list[Route]:
         # the SMS route table, when the context offers one (a callable returning one mapping
         # per route: prefix, upstreams, weights...); shown as a plain table
         source = getattr(ctx, "routes", None)
-        routes = [dict(r) for r in source()] if callable(source) else []
+        routes = route_rows(source()) if callable(source) else []
         columns = list(dict.fromkeys(key for r in routes for key in r))
         return portal.render(
             request,
@@ -352,6 +353,31 @@ def routes(portal: Portal) -> list[Route]:
         Route("/admin/audit", portal.page(audit, role=op)),
         Route("/admin/status", portal.page(status, role=op)),
     ]
+
+
+def route_rows(table: Any) -> list[dict[str, str]]:
+    """Rows for the status page: a `core.routing.RouteTable` (each route with its match rules
+    and its upstream tiers, failover order left to right), or mappings given as they are."""
+    if isinstance(table, RouteTable):
+        rows = [
+            {
+                "route": route.name,
+                "prefixes": " ".join("+" + p for p in route.prefixes) or "any",
+                "countries": " ".join(route.countries) or "any",
+                "accounts": " ".join(route.accounts) or "any",
+                "sender": str(route.sender),
+                "upstreams (failover →)": " → ".join(str(tier) for tier in route.tiers),
+            }
+            for route in table.routes
+        ]
+        rows.append(
+            {
+                "route": "(default)",
+                "upstreams (failover →)": ", ".join(table.upstreams) or "none",
+            }
+        )
+        return rows
+    return [{str(k): str(v) for k, v in dict(row).items()} for row in table or ()]
 
 
 async def _to_accounts() -> Response:
