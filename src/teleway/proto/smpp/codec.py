@@ -777,11 +777,192 @@ def _default_literal(spec: FieldSpec) -> str:
 _GENERATED: Final[dict[type[Pdu], _Generated]] = {
     cls: _generate(cls, layout) for cls, layout in LAYOUTS.items()
 }
-_DECODERS: Final[dict[int, Callable[[bytes, int, int, int], Pdu]]] = {
+
+
+# --- fast paths for the hot PDUs ------------------------------------------------------
+#
+# submit_sm and deliver_sm are most of the traffic, and in most of them service_type,
+# schedule_delivery_time and validity_period are empty (NULL, spec 4.4.1 / 4.6.1).  For
+# that shape every offset up to destination_addr is fixed and the octets after it are a
+# fixed run of 1-octet integers, so one struct call replaces several steps.  Any other
+# shape, and any malformed input, goes to the generated decoder or encoder of the class,
+# which gives the same result and raises the exact error (tests/proto/smpp/
+# test_smpp_fast_paths.py checks the two against each other).
+
+#: header + the empty service_type's NUL + source_addr_ton, source_addr_npi.
+_SUBMIT_HEAD = struct.Struct(">IIIIxBB")
+#: source_addr's NUL + dest_addr_ton, dest_addr_npi.
+_SUBMIT_DEST = struct.Struct(">xBB")
+#: destination_addr's NUL, esm_class, protocol_id, priority_flag, the NULs of the empty
+#: schedule_delivery_time and validity_period, registered_delivery,
+#: replace_if_present_flag, data_coding, sm_default_msg_id, sm_length.
+_SUBMIT_END = struct.Struct(">xBBBxxBBBBB")
+#: _SUBMIT_END without its first NUL, read by the decoder.
+_SUBMIT_END_IN = struct.Struct(">10B")
+#: Octets of the fixed fields of that shape: header 16, 3, 3, 11.
+_SUBMIT_FIXED: Final = 33
+
+
+def _submit_decoder(
+    cls: type[Pdu], general: Callable[[bytes, int, int, int], Pdu]
+) -> Callable[[bytes, int, int, int], Pdu]:
+    """Decoder of submit_sm or deliver_sm (same layout) with the fast path above."""
+    twin = unfrozen_twin(cls, tlvs=TLVS_SLOT)
+    cid = int(cls.command_id)
+    unpack_tail = _SUBMIT_END_IN.unpack_from
+    header_length = TLV_HEADER_LENGTHS.get
+
+    def decode_body(data: bytes, end: int, status: int, seq: int) -> Pdu:
+        obj = twin()
+        try:
+            if data[16]:  # service_type is set
+                return general(data, end, status, seq)
+            obj.source_addr_ton = data[17]
+            obj.source_addr_npi = data[18]
+            nul = data.find(0, 19, 40)  # source_addr: 20 characters and the NUL at most
+            if nul < 0:
+                return general(data, end, status, seq)
+            obj.source_addr = data[19:nul].decode("latin-1")
+            obj.dest_addr_ton = data[nul + 1]
+            obj.dest_addr_npi = data[nul + 2]
+            pos = nul + 3
+            nul = data.find(0, pos, pos + 21)
+            if nul < 0:
+                return general(data, end, status, seq)
+            obj.destination_addr = data[pos:nul].decode("latin-1")
+            (
+                obj.esm_class,
+                obj.protocol_id,
+                obj.priority_flag,
+                schedule_delivery_time,
+                validity_period,
+                obj.registered_delivery,
+                obj.replace_if_present_flag,
+                obj.data_coding,
+                obj.sm_default_msg_id,
+                sm_length,
+            ) = unpack_tail(data, nul + 1)
+        except (IndexError, struct.error):
+            return general(data, end, status, seq)
+        start = nul + 11
+        pos = start + sm_length
+        if schedule_delivery_time or validity_period or sm_length > MAX_SHORT_MESSAGE or pos > end:
+            return general(data, end, status, seq)
+        obj.short_message = data[start:pos]
+        obj.command_status = status
+        obj.sequence_number = seq
+        obj.service_type = ""
+        obj.schedule_delivery_time = ""
+        obj.validity_period = ""
+        # The TLV check of the generated decoders (see _generate).
+        if pos == end:
+            obj.tlvs = ()
+        else:
+            at = pos
+            while at < end:
+                length = header_length(data[at : at + 4])
+                if length is None:
+                    at = next_tlv(data, at, end, seq, cid)
+                else:
+                    at += 4 + length
+            if at != end:
+                parse_tlvs(data, pos, end, seq, cid)
+            obj.tlvs = data[pos:end]
+        obj.__class__ = cls
+        return obj  # type: ignore[no-any-return]
+
+    return decode_body
+
+
+def _submit_encoder(cls: type[Pdu], general: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    """Encoder of submit_sm or deliver_sm (same layout) with the fast path above."""
+    cid = int(cls.command_id)
+    pack_head = _SUBMIT_HEAD.pack
+    pack_dest = _SUBMIT_DEST.pack
+    pack_tail = _SUBMIT_END.pack
+    heads_get = TLV_HEADERS.get
+    raw_tlvs = TLVS_SLOT.__get__
+
+    def encode(p: Any) -> bytes:
+        if p.service_type != "" or p.schedule_delivery_time != "" or p.validity_period != "":
+            return general(p)
+        try:
+            src = p.source_addr.encode("latin-1")
+            dst = p.destination_addr.encode("latin-1")
+            sm = p.short_message
+            size_src = len(src)
+            size_dst = len(dst)
+            size_sm = len(sm)
+            if (
+                size_src > 20
+                or size_dst > 20
+                or size_sm > MAX_SHORT_MESSAGE
+                or 0 in src
+                or 0 in dst
+            ):
+                return general(p)  # raises the exact error
+            parts = [
+                b"",
+                src,
+                pack_dest(p.dest_addr_ton, p.dest_addr_npi),
+                dst,
+                pack_tail(
+                    p.esm_class,
+                    p.protocol_id,
+                    p.priority_flag,
+                    p.registered_delivery,
+                    p.replace_if_present_flag,
+                    p.data_coding,
+                    p.sm_default_msg_id,
+                    size_sm,
+                ),
+                sm,
+            ]
+            size = _SUBMIT_FIXED + size_src + size_dst + size_sm
+            t = raw_tlvs(p)
+            if t:
+                if type(t) is bytes:
+                    parts.append(t)
+                    size += len(t)
+                else:
+                    for tlv in t:
+                        value = tlv.value
+                        tag = tlv.tag
+                        n = len(value)
+                        # isinstance: a float equal to a known tag would match the key.
+                        head = heads_get((tag, n)) if isinstance(tag, int) else None
+                        if head is None:
+                            head = tlv_header(tag, n)
+                        parts += (head, value)
+                        size += n
+                    size += 4 * len(t)
+            parts[0] = pack_head(
+                size, cid, p.command_status, p.sequence_number, p.source_addr_ton, p.source_addr_npi
+            )
+            return b"".join(parts)
+        except (struct.error, UnicodeEncodeError, AttributeError, TypeError, ValueError):
+            return general(p)  # raises the exact error
+
+    return encode
+
+
+#: The generated decoders and encoders, without the fast paths (for tests and tools).
+GENERAL_DECODERS: Final[dict[int, Callable[[bytes, int, int, int], Pdu]]] = {
     int(cls.command_id): gen.decoder for cls, gen in _GENERATED.items()
 }
-_ENCODERS: Final[dict[type[Pdu], Callable[[Any], bytes]]] = {
+GENERAL_ENCODERS: Final[dict[type[Pdu], Callable[[Any], bytes]]] = {
     cls: gen.encoder for cls, gen in _GENERATED.items()
+}
+_DECODERS: Final[dict[int, Callable[[bytes, int, int, int], Pdu]]] = {
+    **GENERAL_DECODERS,
+    **{
+        int(cls.command_id): _submit_decoder(cls, GENERAL_DECODERS[int(cls.command_id)])
+        for cls in (SubmitSm, DeliverSm)
+    },
+}
+_ENCODERS: Final[dict[type[Pdu], Callable[[Any], bytes]]] = {
+    **GENERAL_ENCODERS,
+    **{cls: _submit_encoder(cls, GENERAL_ENCODERS[cls]) for cls in (SubmitSm, DeliverSm)},
 }
 assert set(PDU_CLASSES.values()) == set(LAYOUTS), "every PDU class needs a layout"
 
