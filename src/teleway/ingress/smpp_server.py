@@ -97,6 +97,49 @@ def _log(level: int, message: str, **fields: Any) -> None:
     logger.log(level, message, extra={"fields": fields})
 
 
+class CoalescingWriter:
+    """The `asyncio.StreamWriter` an `SmppLink` writes to: the PDUs written during one turn
+    of the event loop leave in one send (a group commit answers a whole window at once; one
+    syscall per submit_sm_resp was the largest cost in the profile). Flow control is kept:
+    past `WRITE_BUFFER_HIGH` octets `drain` sends at once and waits for the transport."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self.transport = writer.transport
+        self._buffer = bytearray()
+        self._loop = asyncio.get_running_loop()
+
+    def write(self, data: bytes) -> None:
+        if not self._buffer:
+            self._loop.call_soon(self.flush)
+        self._buffer += data
+
+    def flush(self) -> None:
+        if self._buffer:
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            if not self._writer.is_closing():
+                self._writer.write(data)
+
+    def is_closing(self) -> bool:
+        return self._writer.is_closing()
+
+    def close(self) -> None:
+        self.flush()
+        self._writer.close()
+
+    async def drain(self) -> None:
+        if len(self._buffer) >= WRITE_BUFFER_HIGH:
+            self.flush()
+        await self._writer.drain()
+
+    async def wait_closed(self) -> None:
+        await self._writer.wait_closed()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._writer.get_extra_info(name, default)
+
+
 class BindDirectory(Protocol):
     """What the server needs from `store.directory.Directory`."""
 
@@ -322,7 +365,12 @@ class SmppServer:
             now=now,
         )
         link = SmppLink(
-            reader, writer, session, handler=self._on_request, name="esme", clock=self.monotonic
+            reader,
+            CoalescingWriter(writer),  # type: ignore[arg-type]  # the StreamWriter subset used
+            session,
+            handler=self._on_request,
+            name="esme",
+            clock=self.monotonic,
         )
         link.name = f"esme {link.peer}"
         transport = writer.transport

@@ -1,0 +1,423 @@
+"""SMPP server benchmark: N binds x window W of submit_sm, as fast as the server answers.
+
+    .venv/bin/python bench/smpp_server.py [--quick] [--binds 4] [--window 64] [--seconds 10]
+
+Every server runs in its own process, measured side by side in the same run by the same load
+generator (a plain asyncio client in another process keeping W pre-encoded submit_sm in flight
+per bind, answering nothing, parsing only headers):
+
+* ``sink``: a raw asyncio socket answering every submit_sm with a canned submit_sm_resp; it
+  shows what the load generator itself can drive (it must be far above the others);
+* ``smpp34``: the PyPI ``smpp34`` server (Rust/tokio core) accepting every message and doing
+  nothing else: the do-nothing ceiling of a real SMPP stack driven from Python;
+* ``teleway``: our SMPP server with its real store (SQLite, WAL, group commit): every ESME_ROK
+  is sent after the message and its delivery are committed. Delivery workers are not running
+  (this measures ingress: accept and store);
+* ``jasmin``: Jasmin's SMPP server, when a ``jasmin`` installation is found (see --jasmin).
+
+Reported per server: accepted submit_sm/s (responses with ESME_ROK per second of the
+measurement window), p50/p99 submit-to-response latency, CPU of the server process (percent
+of one core) and its peak RSS. The table is printed and written to docs/benchmarks.md
+(section "SMPP server"), keeping the other sections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "benchmarks.md"
+SECTION = "## SMPP server"
+
+_HEADER = struct.Struct(">IIII")
+SUBMIT_SM_RESP = 0x80000004
+BIND_TRANSMITTER = 0x00000002
+SYSTEM_ID, PASSWORD = "bench", "bench1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ---- the load generator ----------------------------------------------------------------------
+
+
+def _bind_pdu() -> bytes:
+    body = (
+        SYSTEM_ID.encode() + b"\0" + PASSWORD.encode() + b"\0" + b"\0" + bytes([0x34, 0, 0]) + b"\0"
+    )
+    return _HEADER.pack(16 + len(body), BIND_TRANSMITTER, 0, 1) + body
+
+
+def _submit_template() -> bytes:
+    """A submit_sm (sequence number patched per send): international sender and recipient,
+    a 60-character GSM text, no receipt."""
+    text = b"benchmark message number one of many, sent as fast as we can"
+    body = (
+        b"\0"  # service_type
+        + bytes([1, 1])
+        + b"447911123456\0"
+        + bytes([1, 1])
+        + b"17816170000\0"
+        + bytes([0, 0, 0])  # esm_class, protocol_id, priority_flag
+        + b"\0\0"  # schedule_delivery_time, validity_period
+        + bytes([0, 0, 0, 0])  # registered_delivery, replace_if_present, data_coding, default id
+        + bytes([len(text)])
+        + text
+    )
+    return _HEADER.pack(16 + len(body), 0x00000004, 0, 0) + body
+
+
+@dataclass
+class LoadResult:
+    ok: int
+    errors: int
+    seconds: float
+    latencies: list[float]
+
+
+async def _one_bind(
+    port: int, window: int, warmup: float, seconds: float, result: LoadResult
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(_bind_pdu())
+    head = await reader.readexactly(16)
+    length, _cid, status, _seq = _HEADER.unpack(head)
+    await reader.readexactly(length - 16)
+    if status != 0:
+        raise RuntimeError(f"bind refused with status 0x{status:08X}")
+    template = bytearray(_submit_template())
+    sent_at: dict[int, float] = {}
+    next_seq = 2
+    clock = time.perf_counter
+    started = clock()
+    measure_from = started + warmup
+    measure_to = measure_from + seconds
+    stopping = False
+
+    def send(count: int) -> None:
+        nonlocal next_seq
+        chunks = []
+        now = clock()
+        for _ in range(count):
+            seq = next_seq
+            next_seq += 1
+            struct.pack_into(">I", template, 12, seq)
+            chunks.append(bytes(template))
+            sent_at[seq] = now
+        writer.write(b"".join(chunks))
+
+    send(window)
+    buffer = b""
+    latencies = result.latencies
+    while sent_at:
+        data = await reader.read(65536)
+        if not data:
+            break
+        buffer += data
+        pos = 0
+        answered = 0
+        now = clock()
+        while len(buffer) - pos >= 16:
+            length, cid, status, seq = _HEADER.unpack_from(buffer, pos)
+            if len(buffer) - pos < length:
+                break
+            pos += length
+            if cid != SUBMIT_SM_RESP:
+                continue
+            sent = sent_at.pop(seq, None)
+            if sent is None:
+                continue
+            answered += 1
+            if measure_from <= now < measure_to:
+                if status == 0:
+                    result.ok += 1
+                    if len(latencies) < 200_000:
+                        latencies.append(now - sent)
+                else:
+                    result.errors += 1
+        buffer = buffer[pos:]
+        if now >= measure_to:
+            stopping = True
+        if not stopping and answered:
+            send(answered)
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
+
+
+async def _load(port: int, binds: int, window: int, warmup: float, seconds: float) -> LoadResult:
+    result = LoadResult(ok=0, errors=0, seconds=seconds, latencies=[])
+    await asyncio.gather(*(_one_bind(port, window, warmup, seconds, result) for _ in range(binds)))
+    return result
+
+
+def run_load(port: int, binds: int, window: int, warmup: float, seconds: float) -> LoadResult:
+    return asyncio.run(_load(port, binds, window, warmup, seconds))
+
+
+# ---- the servers -------------------------------------------------------------------------------
+
+
+async def _serve_sink(port: int) -> None:
+    """Answer every request with a canned response of the same sequence number (bind too)."""
+    resp = bytearray(_HEADER.pack(17, SUBMIT_SM_RESP, 0, 0) + b"\0")
+    bind_resp = _HEADER.pack(17, 0x80000002, 0, 1) + b"\0"
+
+    class Sink(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+            self.buffer = b""
+
+        def data_received(self, data: bytes) -> None:
+            buffer = self.buffer + data
+            pos = 0
+            out = []
+            while len(buffer) - pos >= 16:
+                length, cid, _status, seq = _HEADER.unpack_from(buffer, pos)
+                if len(buffer) - pos < length:
+                    break
+                pos += length
+                if cid == BIND_TRANSMITTER:
+                    out.append(bind_resp)
+                else:
+                    struct.pack_into(">I", resp, 12, seq)
+                    out.append(bytes(resp))
+            self.buffer = buffer[pos:]
+            self.transport.write(b"".join(out))  # type: ignore[attr-defined]
+
+    server = await asyncio.get_running_loop().create_server(Sink, "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
+
+
+async def _serve_smpp34(port: int) -> None:
+    import smpp34
+
+    server = smpp34.Server("127.0.0.1", port, system_id="smpp34")
+    await server.start()
+    counter = 0
+    while True:
+        event = await server.next()
+        if isinstance(event, smpp34.SubmitSmEvent):
+            counter += 1
+            event.accept(str(counter))
+
+
+async def _serve_teleway(port: int, window: int, directory_path: str) -> None:
+    from teleway.core import passwords
+    from teleway.ingress.smpp_server import SmppServer, SmppServerSettings
+    from teleway.runtime.acceptance import Acceptor
+    from teleway.runtime.metrics import Metrics, SmppServerMetrics
+    from teleway.runtime.wiring import RandomIds, SystemClock
+    from teleway.store import open_store
+    from teleway.store.directory import Directory
+    from teleway.store.smpp_ops import SmppOperations
+
+    passwords.configure(time_cost=1, memory_cost=8, parallelism=1)  # binds are not measured
+    store = await open_store(f"sqlite+aiosqlite:///{directory_path}/bench.db", migrate=True)
+    directory = Directory(store.engine)
+    await directory.create_account("bench", actor="bench")
+    await directory.add_network("bench", "127.0.0.0/8", actor="bench")
+    await directory.add_smpp(
+        "bench", SYSTEM_ID, actor="bench", password=PASSWORD, max_binds=64, throughput=1e9
+    )
+    metrics = Metrics()
+    clock = SystemClock()
+    acceptor = Acceptor(store=store.messages, clock=clock, ids=RandomIds(), metrics=metrics)
+    server = SmppServer(
+        SmppServerSettings(port=port, window=window, inactivity_timeout=None),
+        directory=directory,
+        accept=acceptor.accept,
+        operations=SmppOperations(store.db, store.writer, store.queue),
+        clock=clock,
+        observer=SmppServerMetrics(metrics),
+    )
+    await server.start()
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+
+def serve(kind: str, port: int, window: int) -> None:
+    runner = asyncio.run
+    if kind == "sink":
+        runner(_serve_sink(port))
+    elif kind == "smpp34":
+        runner(_serve_smpp34(port))
+    elif kind == "teleway":
+        with tempfile.TemporaryDirectory() as folder:
+            runner(_serve_teleway(port, window, folder))
+    else:
+        raise SystemExit(f"unknown server {kind}")
+
+
+# ---- measuring ---------------------------------------------------------------------------------
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):  # peak resident set size
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.1)
+    raise RuntimeError("server did not listen")
+
+
+@dataclass
+class Row:
+    name: str
+    accepted: float
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    cpu_percent: float
+    rss_mib: float
+    note: str = ""
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def measure(
+    name: str, command: list[str], port: int, args: argparse.Namespace, note: str = ""
+) -> Row:
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_port(port, process)
+        time.sleep(0.3)
+        cpu_before = _cpu_seconds(process.pid)
+        wall_before = time.perf_counter()
+        result = run_load(port, args.binds, args.window, args.warmup, args.seconds)
+        cpu = (_cpu_seconds(process.pid) - cpu_before) / (time.perf_counter() - wall_before)
+        rss = _rss_mib(process.pid)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return Row(
+        name=name,
+        accepted=result.ok / result.seconds,
+        errors=result.errors,
+        p50_ms=_percentile(result.latencies, 0.50),
+        p99_ms=_percentile(result.latencies, 0.99),
+        cpu_percent=cpu * 100,
+        rss_mib=rss,
+        note=note,
+    )
+
+
+def _table(rows: list[Row], args: argparse.Namespace, reference: Row | None) -> str:
+    lines = [
+        f"{args.binds} binds x window {args.window}, {args.seconds:g} s measured after "
+        f"{args.warmup:g} s warm-up, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}.",
+        "",
+        "| server | accepted submit_sm/s | vs smpp34 | errors | p50 ms | p99 ms | server CPU % | "
+        "peak RSS MiB | note |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        ratio = (
+            f"{row.accepted / reference.accepted:.2f}x"
+            if reference is not None and reference.accepted
+            else ""
+        )
+        lines.append(
+            f"| {row.name} | {row.accepted:,.0f} | {ratio} | {row.errors} | {row.p50_ms:.1f} | "
+            f"{row.p99_ms:.1f} | {row.cpu_percent:.0f} | {row.rss_mib:.0f} | {row.note} |"
+        )
+    return "\n".join(lines)
+
+
+def write_docs(table: str, extra: str) -> None:
+    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    section = f"{SECTION}\n\n`make bench-smpp` (bench/smpp_server.py).\n\n{table}\n\n{extra}\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(section + "\n", text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    DOCS.write_text(text.rstrip("\n") + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--binds", type=int, default=4)
+    parser.add_argument("--window", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--quick", action="store_true", help="3 s per server")
+    parser.add_argument("--no-docs", action="store_true", help="print only")
+    parser.add_argument(
+        "--jasmin", default="", help="Jasmin row: note text when it could not be run"
+    )
+    parser.add_argument("--serve", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.port, args.window)
+        return
+    if args.quick:
+        args.seconds, args.warmup = 3.0, 1.0
+    me = [sys.executable, str(Path(__file__).resolve())]
+    rows: list[Row] = []
+    for name in ("sink", "smpp34", "teleway"):
+        port = free_port()
+        command = [*me, "--serve", name, "--port", str(port), "--window", str(args.window)]
+        print(f"measuring {name} ...", flush=True)
+        try:
+            rows.append(measure(name, command, port, args))
+        except Exception as exc:  # a server that cannot run gets a row saying so
+            rows.append(Row(name, 0, 0, float("nan"), float("nan"), 0, 0, f"failed: {exc}"))
+    reference = next((r for r in rows if r.name == "smpp34" and r.accepted), None)
+    notes = (
+        "Jasmin: " + args.jasmin
+        if args.jasmin
+        else "Jasmin: not measured (see docs/benchmarks.md notes of the SMPP server section)."
+    )
+    table = _table(rows, args, reference)
+    print()
+    print(table)
+    print()
+    print(notes)
+    if not args.no_docs:
+        write_docs(table, notes)
+
+
+if __name__ == "__main__":
+    main()
