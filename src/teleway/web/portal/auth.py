@@ -174,6 +174,8 @@ def routes(portal: Portal) -> list[Route]:
                 status=401,
             )
         portal.throttle.succeeded(ip)
+        # ended sessions are deleted here, at a rate bounded by logins, not by page views
+        await portal.sessions.purge(now=now)
         created = await portal.sessions.create(user, now=now, ip=ip)
         log(logging.INFO, "portal: logged in", username=user.username, role=str(user.role), ip=ip)
         response = RedirectResponse(safe_next(field(form, "next") or "/"), status_code=303)

@@ -68,6 +68,8 @@ class SessionStore(Protocol):
 
     async def end_all(self, user_id: int, *, keep: str | None = None) -> int: ...
 
+    async def purge(self, *, now: datetime) -> int: ...
+
 
 Handler = Callable[[Request, Any], Awaitable[Response]]
 
