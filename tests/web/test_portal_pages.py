@@ -686,3 +686,17 @@ async def test_status_page_shows_upstreams_queue_and_a_published_route_table(
             assert page.status_code == 200
             assert "+44" in page.text and "eu-1, eu-2" in page.text
             assert "sim" in page.text and "bound" in page.text
+
+
+async def test_ended_sessions_are_purged_at_login(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    async with portal_world(tmp_path) as world, world.client() as client:
+        alice = await world.directory.get_user("alice")
+        assert alice is not None
+        old = world.ctx.clock.now() - timedelta(days=2)
+        for _ in range(3):
+            await world.sessions.create(alice, now=old, ip=None)
+        assert await world.sessions.count(alice.id) == 3
+        await login(client, "alice")
+        assert await world.sessions.count(alice.id) == 1  # only the new one
