@@ -434,6 +434,11 @@ async def test_send_test_message_and_history(tmp_path: Path) -> None:
         assert "attachment" in export.headers["content-disposition"]
         rows = list(csv.reader(io.StringIO(export.text)))
         assert rows[1][0] == message_id and rows[1][5] == "+14155550123"
+        formula = await _message(world, "acme", "+14155550124", '=HYPERLINK("http://x.example")')
+        export = await client.get("/messages.csv?recipient=550124")
+        rows = list(csv.reader(io.StringIO(export.text)))
+        assert rows[1][0] == formula
+        assert rows[1][14] == '\'=HYPERLINK("http://x.example")'  # not a formula
 
 
 async def test_live_events_follow_the_delivery_to_its_end(tmp_path: Path) -> None:

@@ -225,3 +225,14 @@ def test_route_rows_from_a_route_table() -> None:
     assert rows[0]["upstreams (failover →)"] == "eu-1:3, eu-2 → backup"
     assert rows[-1] == {"route": "(default)", "upstreams (failover →)": "eu-1, eu-2, backup"}
     assert route_rows([{"a": 1}]) == [{"a": "1"}]
+
+
+def test_csv_cells_cannot_become_spreadsheet_formulas() -> None:
+    from teleway.web.portal.messages import spreadsheet_safe
+
+    assert spreadsheet_safe("+14155550123") == "+14155550123"
+    assert spreadsheet_safe("-12.5") == "-12.5"
+    assert spreadsheet_safe("plain text") == "plain text"
+    for attack in ('=HYPERLINK("http://evil.example")', "@SUM(A1)", "+cmd|' /C calc'!A0",
+                   "-2+3", "\t=1", "\r=1"):  # fmt: skip
+        assert spreadsheet_safe(attack) == "'" + attack

@@ -167,7 +167,7 @@ def routes(portal: Portal) -> list[Route]:
             buffer = io.StringIO()
             writer = csv.writer(buffer)
             async for row in ctx.history.csv_rows(filters.query):
-                writer.writerow(row)
+                writer.writerow([spreadsheet_safe(cell) for cell in row])
                 yield buffer.getvalue()
                 buffer.seek(0)
                 buffer.truncate()
@@ -342,6 +342,23 @@ def routes(portal: Portal) -> list[Route]:
         Route("/messages/{message_id}/events", portal.page(events)),
         Route("/send", portal.page(send_form), methods=["GET", "POST"]),
     ]
+
+
+FORMULA_STARTS = ("=", "@", "\t", "\r", "+", "-")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """A CSV cell that a spreadsheet will not run as a formula (OWASP "CSV injection"): text
+    starting with = @ + - TAB or CR gets a leading apostrophe. Numbers stay as they are, so
+    E.164 recipients (`+14155550123`) and negative values are not altered."""
+    if cell.startswith(FORMULA_STARTS) and not _is_number(cell):
+        return "'" + cell
+    return cell
+
+
+def _is_number(cell: str) -> bool:
+    body = cell[1:] if cell[:1] in "+-" else cell
+    return bool(body) and body.replace(".", "", 1).isdigit()
 
 
 def _all_final(detail: Any) -> bool:
