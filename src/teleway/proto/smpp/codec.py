@@ -59,8 +59,8 @@ from teleway.proto.smpp.pdu import (
     UnsuccessSme,
 )
 from teleway.proto.smpp.tlv import (
-    TLV_HEADER_LENGTHS,
     TLV_HEADERS,
+    TLV_STEPS,
     encode_tlvs,
     next_tlv,
     parse_tlvs,
@@ -556,7 +556,7 @@ def _generate(cls: type[Pdu], layout: tuple[FieldSpec, ...]) -> _Generated:
         "_cid": int(cls.command_id),
         "_tlv_header": tlv_header,
         "_headers": TLV_HEADERS,
-        "_header_length": TLV_HEADER_LENGTHS.get,
+        "_tlv_step": TLV_STEPS.get,
         "_next_tlv": next_tlv,
         "_parse_tlvs": parse_tlvs,
         "_raw_tlvs": TLVS_SLOT.__get__,
@@ -659,11 +659,11 @@ def _generate(cls: type[Pdu], layout: tuple[FieldSpec, ...]) -> _Generated:
     w("        at = pos")
     w("        while at < end:")
     # A known tag with an allowed length: its header is in the table; others the long way.
-    w("            length = _header_length(data[at:at + 4])")
-    w("            if length is None:")
+    w("            step = _tlv_step(data[at:at + 4])")
+    w("            if step is None:")
     w("                at = _next_tlv(data, at, end, seq, _cid)")
     w("            else:")
-    w("                at += 4 + length")
+    w("                at += step")
     w("        if at != end:  # the last value runs past the end: parse for the exact error")
     w("            _parse_tlvs(data, pos, end, seq, _cid)")
     w("        obj.tlvs = data[pos:end]")
@@ -810,7 +810,7 @@ def _submit_decoder(
     twin = unfrozen_twin(cls, tlvs=TLVS_SLOT)
     cid = int(cls.command_id)
     unpack_tail = _SUBMIT_END_IN.unpack_from
-    header_length = TLV_HEADER_LENGTHS.get
+    tlv_step = TLV_STEPS.get
 
     def decode_body(data: bytes, end: int, status: int, seq: int) -> Pdu:
         obj = twin()
@@ -860,11 +860,11 @@ def _submit_decoder(
         else:
             at = pos
             while at < end:
-                length = header_length(data[at : at + 4])
-                if length is None:
+                step = tlv_step(data[at : at + 4])
+                if step is None:
                     at = next_tlv(data, at, end, seq, cid)
                 else:
-                    at += 4 + length
+                    at += step
             if at != end:
                 parse_tlvs(data, pos, end, seq, cid)
             obj.tlvs = data[pos:end]

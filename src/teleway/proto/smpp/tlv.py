@@ -247,17 +247,16 @@ TLV_HEADERS: Final[dict[tuple[int, int], bytes]] = {
 }
 
 
-#: The 4 header octets -> value length, for the same (known tag, allowed length) pairs as
-#: TLV_HEADERS: a decoder validating a TLV stream slices each header and looks it up, one
-#: hash of 4 octets instead of unpacking tag and length and checking them separately.
-TLV_HEADER_LENGTHS: Final[dict[bytes, int]] = {
-    head: length for (_, length), head in TLV_HEADERS.items()
-}
+#: The 4 header octets -> 4 + value length (the step to the next TLV), for the same (known
+#: tag, allowed length) pairs as TLV_HEADERS: a decoder checking a TLV stream slices each
+#: header and looks it up, one hash of 4 octets instead of unpacking tag and length and
+#: checking them separately.
+TLV_STEPS: Final[dict[bytes, int]] = {head: 4 + length for (_, length), head in TLV_HEADERS.items()}
 
 
 def next_tlv(data: bytes, pos: int, end: int, sequence_number: int, command_id: int) -> int:
     """Offset after the TLV at ``pos`` after checking it (the long way, for headers not in
-    TLV_HEADER_LENGTHS: unknown tags, message_payload and bad lengths); raises as
+    TLV_STEPS: unknown tags, message_payload and bad lengths); raises as
     :func:`parse_tlvs` does."""
     if end - pos < 4:
         raise tlv_stream_error(data, pos, end, sequence_number, command_id)
