@@ -570,7 +570,7 @@ async def test_on_deliver_matched_receipt_is_ok() -> None:
     status = await bare_channel(sink).on_deliver(named_upstream(), receipt_pdu())
     assert status == CommandStatus.ESME_ROK
     [report] = sink.reports
-    assert report.candidates == ("up:2a", "up:42")
+    assert (report.candidates, report.fallbacks) == (("up:2a",), ("up:42",))
     assert report.state is ReceiptState.DELIVERED
 
 
@@ -645,7 +645,10 @@ async def test_unknown_receipt_is_acknowledged_after_the_match_period(
     with caplog.at_level(logging.WARNING, logger="teleway.sms"):
         status = await bare_channel(sink).on_deliver(named_upstream(), receipt_pdu())
     assert status == CommandStatus.ESME_ROK
-    assert 2 <= len(sink.reports) <= 3  # tried again every 0.25 s until the period ended
+    # tried again every 0.25 s until the period ended, then once with the other bases
+    assert 3 <= len(sink.reports) <= 4
+    assert sink.reports[-1].candidates == ("up:42",)
+    assert {r.candidates for r in sink.reports[:-1]} == {("up:2a",)}
     assert any("unknown message" in r.getMessage() for r in caplog.records)
 
 
@@ -678,3 +681,28 @@ def test_stored_decimal_id_is_among_candidates_of_hex_and_padded_decimal(n: int,
     assert stored in candidate_ids("up", format(n, "x"))
     assert stored in candidate_ids("up", "0" * pad + str(n))
     assert candidate_ids("up", "0" * pad + str(n))[0] == stored  # the literal form first
+
+
+def test_message_id_format_narrows_the_receipt_ids() -> None:
+    def up(fmt: str) -> Upstream:
+        async def unused(upstream: Upstream, pdu: DeliverSm | DataSm) -> int:
+            raise AssertionError
+
+        return Upstream(
+            UpstreamSettings(
+                name="up", host="h", port=1, system_id="x", password="y", message_id_format=fmt
+            ),
+            on_deliver=unused,
+        )
+
+    text_only = receipt_pdu("42", tlvs=False)
+    hex_quirk = channel_module._receipt_report(
+        "up", text_only, up("hex").settings.message_id_format
+    )
+    assert hex_quirk is not None
+    assert (hex_quirk.candidates, hex_quirk.fallbacks) == (("up:2a",), ())
+    same = channel_module._receipt_report("up", receipt_pdu("0042"), "decimal")
+    assert same is not None and (same.candidates, same.fallbacks) == (("up:42",), ())
+    # with the TLV, "hex" trusts it: it carries the response's own form
+    tlv = channel_module._receipt_report("up", receipt_pdu("2a"), "hex")
+    assert tlv is not None and tlv.candidates == ("up:2a",)

@@ -88,6 +88,14 @@ class Receipts:
             else f"{stat} {report.error or ''}".strip(),
         )
         if updated is not None:
+            log(
+                logger,
+                logging.INFO,
+                str(target).upper(),
+                delivery=updated.id,
+                recipient=updated.recipient,
+                receipt=detail,
+            )
             self.metrics.deliveries.labels(updated.channel or "sms", str(target), stat).inc()
             elapsed = (updated.updated_at - updated.created_at).total_seconds()
             self.metrics.delivery_seconds.labels(updated.channel or "sms", str(target)).observe(

@@ -211,6 +211,15 @@ class Dispatcher:
                 upstream_ids=outcome.upstream_ids,
                 reason=outcome.detail or f"submitted to {outcome.channel}",
             )
+            if result is not None and logger.isEnabledFor(logging.INFO):
+                log(
+                    logger,
+                    logging.INFO,
+                    "SENT",
+                    delivery=delivery.id,
+                    recipient=delivery.recipient,
+                    detail=outcome.detail,
+                )
         elif isinstance(outcome, Delivered):
             result = await q.transition(
                 delivery.id,

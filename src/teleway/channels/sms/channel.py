@@ -24,7 +24,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -108,6 +108,10 @@ def candidate_ids(upstream: str, message_id: str) -> list[str]:
 class ReceiptReport:
     upstream: str
     candidates: tuple[str, ...]  # stored ids it may be (see candidate_ids)
+    # tried once, when `candidates` found nothing for RECEIPT_MATCH_SECONDS (message_id_format
+    # "auto": hex <-> decimal conversions; tried late so that a receipt overtaking its
+    # submit_sm_resp is not taken for another part whose id reads the same in the other base)
+    fallbacks: tuple[str, ...] = ()
     state: ReceiptState
     error: str | None
     raw: str
@@ -391,7 +395,7 @@ class SmsChannel:
 
     async def on_deliver(self, upstream: Upstream, pdu: DeliverSm | DataSm) -> int:
         """Handle a deliver_sm/data_sm from an upstream; return the command_status to answer."""
-        report = _receipt_report(upstream.name, pdu)
+        report = _receipt_report(upstream.name, pdu, upstream.settings.message_id_format)
         if report is None:
             return await self._on_mobile_originated(upstream, pdu)
         if self.sink is None:
@@ -408,6 +412,16 @@ class SmsChannel:
             if matched or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(0.25)
+        if not matched and report.fallbacks:
+            try:
+                matched = await self.sink.receipt(
+                    replace(report, candidates=report.fallbacks, fallbacks=())
+                )
+            except Exception:
+                logger.exception(
+                    "%s: could not store a receipt; the SMSC will retry", upstream.name
+                )
+                return CommandStatus.ESME_RX_T_APPN
         if not matched:
             logger.warning(
                 "%s: receipt for unknown message %s: %s",
@@ -542,7 +556,9 @@ def _source(sender: str | None, s: UpstreamSettings) -> tuple[str, int, int]:
     return sender[:11], 5, 0
 
 
-def _receipt_report(upstream: str, pdu: DeliverSm | DataSm) -> ReceiptReport | None:
+def _receipt_report(
+    upstream: str, pdu: DeliverSm | DataSm, id_format: str = "auto"
+) -> ReceiptReport | None:
     tlv_id = pdu.tlv(Tag.RECEIPTED_MESSAGE_ID)
     is_receipt = esm_message_type(pdu.esm_class) == EsmClass.DELIVERY_RECEIPT
     if not is_receipt and tlv_id is None:
@@ -563,9 +579,20 @@ def _receipt_report(upstream: str, pdu: DeliverSm | DataSm) -> ReceiptReport | N
         state = ReceiptState(state_tlv)
     elif parsed is not None:
         state = parsed.state
+    literal = canonical_id(upstream, message_id)
+    if id_format == "decimal":  # same ids in responses and receipts
+        candidates, fallbacks = [literal], list[str]()
+    elif id_format == "hex" and not tlv_id and message_id.strip().isdigit():
+        # the quirk: submit_sm_resp in hex, the receipt text in decimal (the receipted_message_id
+        # TLV, when present, carries the response's own form)
+        candidates, fallbacks = [canonical_id(upstream, format(int(message_id), "x"))], []
+    else:
+        every = candidate_ids(upstream, message_id)
+        candidates, fallbacks = every[:1], every[1:]
     return ReceiptReport(
         upstream=upstream,
-        candidates=tuple(candidate_ids(upstream, message_id)),
+        candidates=tuple(candidates),
+        fallbacks=tuple(fallbacks),
         state=state or ReceiptState.UNKNOWN,
         error=parsed.err if parsed else None,
         raw=text,
