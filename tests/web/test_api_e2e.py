@@ -90,10 +90,54 @@ def _create_key(gw: GatewayFiles, account: str, name: str) -> str:
     return str(out["key"])
 
 
+@pytest.fixture(scope="module")
+def postgres_gateway_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (the gateway's `db upgrade` migrates it)."""
+    import asyncio
+    import os
+    import uuid
+
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    if os.environ.get("TELEWAY_SKIP_POSTGRES") == "1":
+        pytest.skip("TELEWAY_SKIP_POSTGRES=1")
+    base = make_url(
+        os.environ.get("TELEWAY_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+    )
+    name = f"teleway_api_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(
+            host=base.host, port=base.port or 5432, user=base.username,
+            password=base.password, database=base.database,
+        )  # fmt: skip
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest) -> str | None:
+    if request.param == "sqlite":
+        return None
+    return str(request.getfixturevalue("postgres_gateway_url"))
+
+
 @pytest.fixture
-def api(tmp_path: Path, receiver: Receiver) -> Iterator[Api]:
+def api(tmp_path: Path, receiver: Receiver, request: pytest.FixtureRequest) -> Iterator[Api]:
+    # only the first test runs on both databases; the others on SQLite
+    url = request.getfixturevalue("database") if "database" in request.fixturenames else None
     gw = make_gateway(
         tmp_path,
+        database_url=url,
         receipt_delay=0.2,
         extra="\n[webhooks]\nallow_private = true\nretry_base_seconds = 0.2\n"
         "retry_max_seconds = 0.5\n",
@@ -136,7 +180,7 @@ def wait_for(predicate: Any, what: str, timeout: float = 30) -> Any:
 
 
 @pytest.mark.slow
-def test_submit_deliver_webhook_signed(api: Api, receiver: Receiver) -> None:
+def test_submit_deliver_webhook_signed(database: str | None, api: Api, receiver: Receiver) -> None:
     with api.client() as client:
         created = client.post(
             "/messages",
