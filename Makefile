@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 CONFIG ?=
 export TELEWAY_DEMO_PROVISIONING ?= examples/demo-provisioning.toml
 
-.PHONY: run test setup setup-test lint typecheck pytest fuzz bench bench-store bench-codec clean help
+.PHONY: run test setup setup-test lint typecheck pytest fuzz bench bench-store bench-codec bench-smpp clean help
 
 help:
 	@echo "make run          set up and run the gateway (SQLite, loopback, built-in SMSC simulator)"
@@ -57,7 +57,10 @@ bench-store: setup-test
 bench-codec: setup
 	$(BIN)/python bench/codec.py
 
-bench: bench-codec bench-store
+bench-smpp: setup-test
+	$(BIN)/python bench/smpp_server.py
+
+bench: bench-codec bench-store bench-smpp
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
