@@ -559,7 +559,6 @@ def _generate(cls: type[Pdu], layout: tuple[FieldSpec, ...]) -> _Generated:
         "_tlv_step": TLV_STEPS.get,
         "_next_tlv": next_tlv,
         "_parse_tlvs": parse_tlvs,
-        "_raw_tlvs": TLVS_SLOT.__get__,
         "_cstr_error": _cstr_error,
         "_field_error": _field_error,
         "_short_error": _short_error,
@@ -722,7 +721,7 @@ def _generate(cls: type[Pdu], layout: tuple[FieldSpec, ...]) -> _Generated:
         parts.append("b'\\0'")
     joined = ", ".join(parts)
     # The slot itself: raw octets of a decoded PDU whose tlvs nobody read are copied.
-    w("        t = _raw_tlvs(p)")
+    w("        t = p._tlvs_slot")
     w("        if t:")
     w(f"            parts = [{joined}]")
     w("            if t.__class__ is bytes:")
@@ -801,6 +800,14 @@ _SUBMIT_END = struct.Struct(">xBBBxxBBBBB")
 _SUBMIT_END_IN = struct.Struct(">10B")
 #: Octets of the fixed fields of that shape: header 16, 3, 3, 11.
 _SUBMIT_FIXED: Final = 33
+#: source_addr and destination_addr: at most 20 characters (21 octets with the NUL).
+_ADDRESS_MAX: Final = 20
+_SUBMIT_SM_ID: Final = int(SubmitSm.command_id)
+_DELIVER_SM_ID: Final = int(DeliverSm.command_id)
+_pack_head = _SUBMIT_HEAD.pack
+_pack_dest = _SUBMIT_DEST.pack
+_pack_end = _SUBMIT_END.pack
+_tlv_heads_get = TLV_HEADERS.get
 
 
 def _submit_decoder(
@@ -874,78 +881,6 @@ def _submit_decoder(
     return decode_body
 
 
-def _submit_encoder(cls: type[Pdu], general: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
-    """Encoder of submit_sm or deliver_sm (same layout) with the fast path above."""
-    cid = int(cls.command_id)
-    pack_head = _SUBMIT_HEAD.pack
-    pack_dest = _SUBMIT_DEST.pack
-    pack_tail = _SUBMIT_END.pack
-    heads_get = TLV_HEADERS.get
-    raw_tlvs = TLVS_SLOT.__get__
-
-    def encode(p: Any) -> bytes:
-        if p.service_type != "" or p.schedule_delivery_time != "" or p.validity_period != "":
-            return general(p)
-        try:
-            src = p.source_addr.encode("latin-1")
-            dst = p.destination_addr.encode("latin-1")
-            sm = p.short_message
-            size_src = len(src)
-            size_dst = len(dst)
-            size_sm = len(sm)
-            if (
-                size_src > 20
-                or size_dst > 20
-                or size_sm > MAX_SHORT_MESSAGE
-                or 0 in src
-                or 0 in dst
-            ):
-                return general(p)  # raises the exact error
-            parts = [
-                b"",
-                src,
-                pack_dest(p.dest_addr_ton, p.dest_addr_npi),
-                dst,
-                pack_tail(
-                    p.esm_class,
-                    p.protocol_id,
-                    p.priority_flag,
-                    p.registered_delivery,
-                    p.replace_if_present_flag,
-                    p.data_coding,
-                    p.sm_default_msg_id,
-                    size_sm,
-                ),
-                sm,
-            ]
-            size = _SUBMIT_FIXED + size_src + size_dst + size_sm
-            t = raw_tlvs(p)
-            if t:
-                if type(t) is bytes:
-                    parts.append(t)
-                    size += len(t)
-                else:
-                    for tlv in t:
-                        value = tlv.value
-                        tag = tlv.tag
-                        n = len(value)
-                        # isinstance: a float equal to a known tag would match the key.
-                        head = heads_get((tag, n)) if isinstance(tag, int) else None
-                        if head is None:
-                            head = tlv_header(tag, n)
-                        parts += (head, value)
-                        size += n
-                    size += 4 * len(t)
-            parts[0] = pack_head(
-                size, cid, p.command_status, p.sequence_number, p.source_addr_ton, p.source_addr_npi
-            )
-            return b"".join(parts)
-        except (struct.error, UnicodeEncodeError, AttributeError, TypeError, ValueError):
-            return general(p)  # raises the exact error
-
-    return encode
-
-
 #: The generated decoders and encoders, without the fast paths (for tests and tools).
 GENERAL_DECODERS: Final[dict[int, Callable[[bytes, int, int, int], Pdu]]] = {
     int(cls.command_id): gen.decoder for cls, gen in _GENERATED.items()
@@ -960,10 +895,7 @@ _DECODERS: Final[dict[int, Callable[[bytes, int, int, int], Pdu]]] = {
         for cls in (SubmitSm, DeliverSm)
     },
 }
-_ENCODERS: Final[dict[type[Pdu], Callable[[Any], bytes]]] = {
-    **GENERAL_ENCODERS,
-    **{cls: _submit_encoder(cls, GENERAL_ENCODERS[cls]) for cls in (SubmitSm, DeliverSm)},
-}
+_ENCODERS: Final = GENERAL_ENCODERS  # encode() has the fast path of submit_sm/deliver_sm
 assert set(PDU_CLASSES.values()) == set(LAYOUTS), "every PDU class needs a layout"
 
 _unpack_header = HEADER.unpack_from
@@ -1037,11 +969,78 @@ def encode(pdu: Pdu) -> bytes:
     known TLV with a length outside its spec bounds), with the code the same problem gets
     on decode.
     """
+    cls = type(pdu)
+    if cls is SubmitSm or cls is DeliverSm:
+        # The fast path (see above), here rather than in a function of its own to save a
+        # call; anything unusual or wrong falls through to the generated encoder, which
+        # gives the same bytes or raises the exact error.
+        p: Any = pdu
+        if p.service_type == "" and p.schedule_delivery_time == "" and p.validity_period == "":
+            try:
+                src = p.source_addr.encode("latin-1")
+                dst = p.destination_addr.encode("latin-1")
+                sm = p.short_message
+                size_src = len(src)
+                size_dst = len(dst)
+                size_sm = len(sm)
+                if (
+                    size_src <= _ADDRESS_MAX
+                    and size_dst <= _ADDRESS_MAX
+                    and size_sm <= MAX_SHORT_MESSAGE
+                    and 0 not in src
+                    and 0 not in dst
+                ):
+                    parts = [
+                        b"",
+                        src,
+                        _pack_dest(p.dest_addr_ton, p.dest_addr_npi),
+                        dst,
+                        _pack_end(
+                            p.esm_class,
+                            p.protocol_id,
+                            p.priority_flag,
+                            p.registered_delivery,
+                            p.replace_if_present_flag,
+                            p.data_coding,
+                            p.sm_default_msg_id,
+                            size_sm,
+                        ),
+                        sm,
+                    ]
+                    size = _SUBMIT_FIXED + size_src + size_dst + size_sm
+                    t = p._tlvs_slot  # as it is: raw octets of a decoded PDU are copied
+                    if t:
+                        if type(t) is bytes:
+                            parts.append(t)
+                            size += len(t)
+                        else:
+                            for tlv in t:
+                                value = tlv.value
+                                tag = tlv.tag
+                                n = len(value)
+                                # isinstance: a float equal to a known tag matches the key.
+                                head = _tlv_heads_get((tag, n)) if isinstance(tag, int) else None
+                                if head is None:
+                                    head = tlv_header(tag, n)
+                                parts += (head, value)
+                                size += n
+                            size += 4 * len(t)
+                    parts[0] = _pack_head(
+                        size,
+                        _SUBMIT_SM_ID if cls is SubmitSm else _DELIVER_SM_ID,
+                        p.command_status,
+                        p.sequence_number,
+                        p.source_addr_ton,
+                        p.source_addr_npi,
+                    )
+                    return b"".join(parts)
+            except (struct.error, UnicodeEncodeError, AttributeError, TypeError, ValueError):
+                pass  # the generated encoder raises the exact error
     try:
-        encoder = _ENCODERS[type(pdu)]
+        encoder = _ENCODERS[cls]
     except KeyError:
         raise SmppError(
-            f"{type(pdu).__name__} is not an SMPP v3.4 PDU class",
+            f"{cls.__name__} is not an SMPP v3.4 PDU class",
             command_status=_S.ESME_RINVCMDID,
         ) from None
     return encoder(pdu)

@@ -153,17 +153,16 @@ class _LazyTlvs:
     reads the slot directly and copies raw octets as they came (byte for byte).
     """
 
-    __slots__ = ("_delete", "_get", "_set")
+    __slots__ = ("_delete", "_set")
 
     def __init__(self, slot: Any) -> None:
-        self._get = slot.__get__
         self._set = slot.__set__
         self._delete = slot.__delete__
 
     def __get__(self, obj: Any, owner: type | None = None) -> Any:
         if obj is None:
             return self
-        value = self._get(obj)
+        value = obj._tlvs_slot
         if value.__class__ is bytes:
             value = parse_tlvs(value, 0, len(value), obj.sequence_number, obj.command_id)
             self._set(obj, value)
@@ -182,6 +181,10 @@ class _LazyTlvs:
 #: codec's decoders store into it and its encoders read it without the lazy parse.
 TLVS_SLOT: Final[Any] = Pdu.__dict__["tlvs"]
 Pdu.tlvs = _LazyTlvs(TLVS_SLOT)  # type: ignore[assignment,misc]
+# The slot descriptor also under a private name: ``pdu._tlvs_slot`` reads the slot as it
+# is, and CPython specialises that read like any slot (a call of TLVS_SLOT.__get__ costs
+# several times more).
+type.__setattr__(Pdu, "_tlvs_slot", TLVS_SLOT)
 
 
 # --- bind (spec 4.1) -------------------------------------------------------------------
