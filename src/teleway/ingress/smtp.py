@@ -239,6 +239,7 @@ class SmtpPolicy:
         self._sender_cache: dict[str, tuple[float, Account | None]] = {}
         self._network_cache: dict[tuple[int, str], tuple[float, bool]] = {}
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._pool_starting = asyncio.Lock()
         self._sweep_at = 0.0
 
     # --- bookkeeping ------------------------------------------------------------------------
@@ -258,8 +259,8 @@ class SmtpPolicy:
             self._pool = None
 
     def start_parsers(self) -> None:
-        """Start the parsing processes now (blocking: call it in a thread). Spawning them on
-        the first large message would stall the event loop for tens of milliseconds."""
+        """Start the parsing processes (blocking: called in a thread on the first large
+        message; spawning them on the event loop would stall it for tens of milliseconds)."""
         if self._pool is None:
             self._pool = concurrent.futures.ProcessPoolExecutor(
                 max_workers=PARSE_WORKERS,
@@ -619,8 +620,9 @@ class SmtpPolicy:
         spool.finish()
         if spool.path is None or spool.size <= LARGE_MESSAGE:
             return parse_email(spool.data())
-        if self._pool is None:
-            await asyncio.to_thread(self.start_parsers)
+        async with self._pool_starting:
+            if self._pool is None:
+                await asyncio.to_thread(self.start_parsers)
         assert self._pool is not None
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, _parse_file, str(spool.path))
@@ -887,7 +889,6 @@ class SmtpListener:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._protocol, host=self.host, port=self.port)
-        await asyncio.to_thread(self.policy.start_parsers)
         sockets = self._server.sockets or ()
         if sockets and self.port == 0:
             self.port = int(sockets[0].getsockname()[1])
