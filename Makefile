@@ -60,7 +60,10 @@ bench-codec: setup
 bench-smpp: setup-test
 	$(BIN)/python bench/smpp_server.py
 
-bench: bench-codec bench-store bench-smpp
+bench-sms: setup-test
+	$(BIN)/python bench/sms_delivery.py
+
+bench: bench-codec bench-store bench-sms bench-smpp
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -217,6 +217,12 @@ def simulate() -> None:
     help="Receipts come up to this many seconds after --receipt-delay.",
 )
 @click.option(
+    "--receipts/--no-receipts",
+    default=True,
+    show_default=True,
+    help="Send delivery receipts when asked (off: answer submits only).",
+)
+@click.option(
     "--failure-err",
     default=1,
     show_default=True,
@@ -242,6 +248,7 @@ def smsc(
     no_response_ratio: float,
     disconnect_ratio: float,
     receipt_jitter: float,
+    receipts: bool,
     failure_err: int,
 ) -> None:
     """Run an SMPP SMSC simulator: accepts binds, answers submits, sends receipts.
@@ -271,6 +278,7 @@ def smsc(
         disconnect_ratio=disconnect_ratio,
         receipt_jitter=receipt_jitter,
         failure_err=failure_err,
+        receipts=receipts,
     )
     try:
         asyncio.run(serve_forever(settings))

@@ -95,6 +95,7 @@ class SimulatorSettings:
     disconnect_ratio: float = 0.0  # share of submits that drop the connection unanswered
     receipt_jitter: float = 0.0  # receipts come receipt_delay + uniform(0, jitter) late
     failure_err: int = 1  # err: code of UNDELIV receipts (Appendix B)
+    receipts: bool = True  # False: answer submits only (a do-nothing SMSC for benchmarks)
 
 
 MO_SYSTEM_TYPE = "MO"  # a bind with this system_type injects replies from phones
@@ -273,7 +274,7 @@ class SmscSimulator:
             self._journal.write(json.dumps(record) + "\n")
             self._journal.flush()
             os.fsync(self._journal.fileno())
-        if pdu.registered_delivery & 0x03:
+        if pdu.registered_delivery & 0x03 and self.settings.receipts:
             ok = self._rng.random() < self.settings.success_ratio
             state = ReceiptState.DELIVERED if ok else ReceiptState.UNDELIVERABLE
             if state is ReceiptState.UNDELIVERABLE or pdu.registered_delivery & 0x03 == 0x01:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from teleway.channels.sms.upstream import NotBound, Upstream, UpstreamSettings
 from teleway.core.model import Account, Delivery, Device, LongSmsPolicy, Message
@@ -185,6 +185,7 @@ class SmsChannel:
         self.inbound: InboundSink | None = None
         self.observer: SmsObserver | None = None
         self.routes: RouteTable | None = None  # None: every upstream in order (failover)
+        self._default_routes: RouteTable | None = None
         self._account_cache: dict[int, tuple[float, Account]] = {}
         self._reassembler = Reassembler(max_pending=MO_MAX_PENDING)
         self._groups: dict[tuple[object, int, int], _Group] = {}
@@ -197,15 +198,23 @@ class SmsChannel:
     def route_table(self) -> RouteTable:
         if self.routes is not None:
             return self.routes
-        return RouteTable(routes=(), upstreams=tuple(u.name for u in self.upstreams))
+        names = tuple(u.name for u in self.upstreams)
+        if self._default_routes is None or self._default_routes.upstreams != names:
+            self._default_routes = RouteTable(routes=(), upstreams=names)
+        return self._default_routes
 
     def choose(
         self, destination: str, *, account: str | None, sender: str | None
     ) -> tuple[Upstream | None, Choice]:
         """The upstream for one message: a healthy bound one if the route has any, else any
         bound one of the route (a failing upstream is a last resort, not excluded)."""
-        by_name = {u.name: u for u in self.upstreams}
         table = self.route_table()
+        if not table.routes:  # the default route: the first healthy bound upstream, in order
+            first = next((u for u in self.upstreams if u.bound and u.healthy), None)
+            first = first or next((u for u in self.upstreams if u.bound), None)
+            names = tuple(u.name for u in self.upstreams if u.bound)
+            return first, Choice(route=None, candidates=names)
+        by_name = {u.name: u for u in self.upstreams}
         draw = self.rng.random()
 
         def healthy(name: str) -> bool:
@@ -316,18 +325,22 @@ class SmsChannel:
         settings = account.settings
         s = upstream.settings
         source, ton, npi = _source(message.options.sender_id or settings.sender_id, s)
-        base = SubmitSm(
-            source_addr_ton=ton,
-            source_addr_npi=npi,
-            source_addr=source,
-            dest_addr_ton=1,
-            dest_addr_npi=1,
-            destination_addr=delivery.recipient.lstrip("+"),
-            registered_delivery=1,
-        )
+        # one dict of the fields every part shares; SubmitSm(**base, ...) per part costs a
+        # third of dataclasses.replace on this hot path
+        base: dict[str, Any] = {
+            "source_addr_ton": ton,
+            "source_addr_npi": npi,
+            "source_addr": source,
+            "dest_addr_ton": 1,
+            "dest_addr_npi": 1,
+            "destination_addr": delivery.recipient.lstrip("+"),
+            "registered_delivery": 1,
+        }
         content = message.content
         if content.raw is not None and content.data_coding is not None and not content.text:
-            return [base.replace(data_coding=content.data_coding, short_message=content.raw[:140])]
+            return [
+                SubmitSm(**base, data_coding=content.data_coding, short_message=content.raw[:140])
+            ]
         text = sms_text(message, settings, delivery.recipient)
         self._reference = (self._reference + 1) % 65536
         reference = self._reference % 256 if s.concat == "udh8" else self._reference
@@ -369,7 +382,8 @@ class SmsChannel:
             if plan.concat is Concat.PAYLOAD:
                 # short_message of a payload plan has no header: the text, packed if asked
                 parts.append(
-                    base.replace(
+                    SubmitSm(
+                        **base,
                         data_coding=plan.data_coding,
                         tlvs=(Tlv.octets(Tag.MESSAGE_PAYLOAD, segment.short_message),),
                     )
@@ -384,7 +398,8 @@ class SmsChannel:
                     Tlv.int(Tag.SAR_SEGMENT_SEQNUM, seq),
                 )
             parts.append(
-                base.replace(
+                SubmitSm(
+                    **base,
                     data_coding=plan.data_coding,
                     esm_class=EsmClass.UDHI if segment.udh else 0,
                     short_message=segment.short_message,
@@ -460,10 +475,9 @@ class SmsChannel:
             if info is not None:
                 concat = (info.reference, info.total, info.seq)
         if concat is None:
-            sar = [pdu.tlv(tag) for tag in _SAR_TAGS]
-            if all(isinstance(v, int) for v in sar):
-                ref, total, seq = (int(v) for v in sar)  # type: ignore[arg-type]
-                concat = (ref, total, seq)
+            sar = [v for v in (pdu.tlv(tag) for tag in _SAR_TAGS) if isinstance(v, int)]
+            if len(sar) == len(_SAR_TAGS):
+                concat = (sar[0], sar[1], sar[2])
         sender_key = (upstream.name, pdu.source_addr, pdu.destination_addr, pdu.data_coding)
         source_key = (*sender_key, self._generation.get(sender_key, 0))
         reference, total, number = concat or (0, 1, 1)
