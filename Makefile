@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 CONFIG ?=
 export TELEWAY_DEMO_PROVISIONING ?= examples/demo-provisioning.toml
 
-.PHONY: run test setup setup-test lint typecheck pytest fuzz bench bench-store bench-codec bench-smpp clean help
+.PHONY: run test setup setup-test lint typecheck pytest fuzz bench bench-store bench-codec bench-smpp bench-sms clean help
 
 help:
 	@echo "make run          set up and run the gateway (SQLite, loopback, built-in SMSC simulator)"
