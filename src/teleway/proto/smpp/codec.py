@@ -13,6 +13,12 @@ twin of the frozen class with plain attribute stores (several times cheaper than
 class, so what it returns is an ordinary complete frozen dataclass (see
 ``tlv.unfrozen_twin``).  Well-formed input runs through as few Python operations as we
 could find; malformed input is handed to helpers that work out the exact error.
+
+Decoders check the TLV stream completely but keep it raw; ``Pdu.tlvs`` parses it on first
+read (see ``pdu._LazyTlvs``), and encoders copy raw TLV octets unchanged.  submit_sm and
+deliver_sm with empty service_type and times, most of the traffic, have hand-written fast
+paths in front of their generated code (``_submit_decoder`` and ``encode()``); anything
+else falls through to the generated code, which is the reference.
 """
 
 from __future__ import annotations
