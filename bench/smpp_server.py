@@ -28,13 +28,14 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import socket
 import struct
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,6 +89,7 @@ class LoadResult:
     errors: int
     seconds: float
     latencies: list[float]
+    statuses: dict[int, int] = field(default_factory=dict)
 
 
 async def _one_bind(
@@ -150,6 +152,7 @@ async def _one_bind(
                         latencies.append(now - sent)
                 else:
                     result.errors += 1
+                    result.statuses[status] = result.statuses.get(status, 0) + 1
         buffer = buffer[pos:]
         if now >= measure_to:
             stopping = True
@@ -173,10 +176,18 @@ def run_load(port: int, binds: int, window: int, warmup: float, seconds: float) 
 # ---- the servers -------------------------------------------------------------------------------
 
 
-async def _serve_sink(port: int) -> None:
-    """Answer every request with a canned response of the same sequence number (bind too)."""
-    resp = bytearray(_HEADER.pack(17, SUBMIT_SM_RESP, 0, 0) + b"\0")
-    bind_resp = _HEADER.pack(17, 0x80000002, 0, 1) + b"\0"
+async def _serve_sink(port: int, count_file: str = "") -> None:
+    """Answer every request with a canned response of the same sequence number: binds with an
+    empty system_id, submit_sm with message_id "1", the rest header only. With `count_file`,
+    the number of submit_sm received is written there twice a second (the SMSC behind
+    Jasmin: what was really forwarded)."""
+    received = binds = 0
+    canned = {
+        0x00000004: bytearray(_HEADER.pack(18, SUBMIT_SM_RESP, 0, 0) + b"1\0"),
+        0x00000001: bytearray(_HEADER.pack(17, 0x80000001, 0, 0) + b"\0"),
+        0x00000002: bytearray(_HEADER.pack(17, 0x80000002, 0, 0) + b"\0"),
+        0x00000009: bytearray(_HEADER.pack(17, 0x80000009, 0, 0) + b"\0"),
+    }
 
     class Sink(asyncio.Protocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -184,6 +195,7 @@ async def _serve_sink(port: int) -> None:
             self.buffer = b""
 
         def data_received(self, data: bytes) -> None:
+            nonlocal received, binds
             buffer = self.buffer + data
             pos = 0
             out = []
@@ -192,17 +204,26 @@ async def _serve_sink(port: int) -> None:
                 if len(buffer) - pos < length:
                     break
                 pos += length
-                if cid == BIND_TRANSMITTER:
-                    out.append(bind_resp)
-                else:
-                    struct.pack_into(">I", resp, 12, seq)
-                    out.append(bytes(resp))
+                if cid & 0x80000000:
+                    continue  # a response (to nothing we sent): ignore
+                response = canned.get(cid)
+                if response is None:
+                    response = bytearray(_HEADER.pack(16, cid | 0x80000000, 0, 0))
+                if cid == 0x00000004:
+                    received += 1
+                elif cid in (0x00000001, 0x00000002, 0x00000009):
+                    binds += 1
+                struct.pack_into(">I", response, 12, seq)
+                out.append(bytes(response))
             self.buffer = buffer[pos:]
             self.transport.write(b"".join(out))  # type: ignore[attr-defined]
 
     server = await asyncio.get_running_loop().create_server(Sink, "127.0.0.1", port)
     async with server:
-        await server.serve_forever()
+        while True:
+            await asyncio.sleep(0.5)
+            if count_file:
+                Path(count_file).write_text(f"{received} {binds}")
 
 
 async def _serve_smpp34(port: int) -> None:
@@ -252,10 +273,10 @@ async def _serve_teleway(port: int, window: int, directory_path: str) -> None:
     await asyncio.Event().wait()
 
 
-def serve(kind: str, port: int, window: int) -> None:
+def serve(kind: str, port: int, window: int, count_file: str = "") -> None:
     runner = asyncio.run
     if kind == "sink":
-        runner(_serve_sink(port))
+        runner(_serve_sink(port, count_file))
     elif kind == "smpp34":
         runner(_serve_smpp34(port))
     elif kind == "teleway":
@@ -318,18 +339,30 @@ def measure(
     try:
         _wait_port(port, process)
         time.sleep(0.3)
-        cpu_before = _cpu_seconds(process.pid)
-        wall_before = time.perf_counter()
-        result = run_load(port, args.binds, args.window, args.warmup, args.seconds)
-        cpu = (_cpu_seconds(process.pid) - cpu_before) / (time.perf_counter() - wall_before)
-        rss = _rss_mib(process.pid)
+        return measure_running(name, process.pid, port, args, note)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def measure_running(
+    name: str, pid: int, port: int, args: argparse.Namespace, note: str = ""
+) -> Row:
+    cpu_before = _cpu_seconds(pid)
+    wall_before = time.perf_counter()
+    result = run_load(port, args.binds, args.window, args.warmup, args.seconds)
+    cpu = (_cpu_seconds(pid) - cpu_before) / (time.perf_counter() - wall_before)
+    if result.statuses:
+        codes = ", ".join(f"0x{k:02X} x{v}" for k, v in sorted(result.statuses.items()))
+        note = f"{note}; error statuses: {codes}".lstrip("; ")
     return Row(
         name=name,
         accepted=result.ok / result.seconds,
@@ -337,9 +370,165 @@ def measure(
         p50_ms=_percentile(result.latencies, 0.50),
         p99_ms=_percentile(result.latencies, 0.99),
         cpu_percent=cpu * 100,
-        rss_mib=rss,
+        rss_mib=_rss_mib(pid),
         note=note,
     )
+
+
+# ---- Jasmin ------------------------------------------------------------------------------------
+
+_JASMIN_CONFIG = """
+[smpp-server]
+id = "smpps_01"
+bind = 127.0.0.1
+port = {smpp}
+log_level = WARNING
+
+[smpp-server-pb]
+bind = 127.0.0.1
+port = {pb}
+
+[client-management]
+bind = 127.0.0.1
+port = {cm}
+
+[jcli]
+bind = 127.0.0.1
+port = {jcli}
+authentication = False
+
+[router]
+bind = 127.0.0.1
+port = {router}
+
+[amqp-broker]
+host = 127.0.0.1
+port = 5672
+
+[redis-client]
+host = 127.0.0.1
+port = 6379
+dbid = 7
+"""
+
+
+def _jcli(port: int, commands: list[str]) -> str:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import telnetlib  # Jasmin's console negotiates telnet options
+
+    console = telnetlib.Telnet("127.0.0.1", port, 10)
+    console.read_until(b"jcli : ", 10)
+    transcript = []
+    for command in commands:
+        console.write(command.encode() + b"\r\n")
+        _, _, text = console.expect([rb"jcli : ", rb"> "], 10)
+        transcript.append(text.decode(errors="replace"))
+    console.close()
+    return "".join(transcript)
+
+
+def jasmin_row(args: argparse.Namespace, me: list[str]) -> tuple[Row, float]:
+    """Jasmin's SMPP server (user bench, default route to a counting sink); returns the row
+    and the rate at which submit_sm reached the sink behind it (forwarded)."""
+    venv = Path(args.jasmin_venv)
+    jasmind = venv / "bin" / "jasmind.py"
+    if not jasmind.exists():
+        raise RuntimeError(f"{jasmind} not found")
+    specs = sorted(venv.glob("lib/python*/site-packages/txamqp/specs/standard/amqp0-9-1*.xml"))
+    if not specs:
+        raise RuntimeError("txamqp's AMQP 0-9-1 spec not found in the Jasmin venv")
+    root = Path(tempfile.mkdtemp(prefix="jasmin-bench-"))
+    etc = root / "etc" / "jasmin"
+    (etc / "resource").mkdir(parents=True)
+    (etc / "store").mkdir()
+    (root / "var" / "log" / "jasmin").mkdir(parents=True)
+    (etc / "resource" / "amqp0-9-1.xml").write_bytes(specs[0].read_bytes())
+    ports = {k: free_port() for k in ("smpp", "pb", "cm", "jcli", "router")}
+    cid = f"bench{os.getpid()}"  # its RabbitMQ queue (submit.sm.<cid>) is this run's alone
+    (etc / "jasmin.cfg").write_text(_JASMIN_CONFIG.format(**ports))
+    sink_port = free_port()
+    count_file = root / "forwarded.txt"
+    sink = subprocess.Popen(
+        [*me, "--serve", "sink", "--port", str(sink_port), "--count-file", str(count_file)],
+        stdout=subprocess.DEVNULL,
+    )
+    env = {**os.environ, "ROOT_PATH": str(root)}
+    daemon = subprocess.Popen(
+        [
+            str(venv / "bin" / "python"),
+            str(jasmind),
+            "-c",
+            str(etc / "jasmin.cfg"),
+            "--disable-http-api",
+        ],
+        env=env,
+        stdout=open(root / "jasmind.out", "wb"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+        cwd=root,
+    )
+    try:
+        _wait_port(sink_port, sink)
+        _wait_port(ports["jcli"], daemon)
+        _wait_port(ports["smpp"], daemon)
+        transcript = _jcli(
+            ports["jcli"],
+            [
+                "group -a",
+                "gid bench",
+                "ok",
+                "user -a",
+                "username " + SYSTEM_ID,
+                "password " + PASSWORD,
+                "gid bench",
+                "uid bench",
+                "ok",
+                "smppccm -a",
+                f"cid {cid}",
+                "host 127.0.0.1",
+                f"port {sink_port}",
+                "username sink",
+                "password sink",
+                "submit_throughput 100000",
+                "ok",
+                f"smppccm -1 {cid}",
+                "mtrouter -a",
+                "type defaultroute",
+                f"connector smppc({cid})",
+                "rate 0.00",
+                "ok",
+            ],
+        )
+        (root / "jcli.txt").write_text(transcript)
+
+        def counts() -> tuple[int, int]:
+            text = count_file.read_text() if count_file.exists() else ""
+            submits, _, binds = text.partition(" ")
+            return int(submits or 0), int(binds or 0)
+
+        deadline = time.monotonic() + 60
+        while counts()[1] < 1:  # Jasmin's connector has bound to the sink
+            if time.monotonic() > deadline:
+                raise RuntimeError("Jasmin's connector did not bind to the sink")
+            time.sleep(0.2)
+        time.sleep(1)
+        before = counts()[0]
+        started = time.perf_counter()
+        row = measure_running("jasmin 0.11", daemon.pid, ports["smpp"], args)
+        time.sleep(1.0)  # what was accepted at the end may still be on its way
+        forwarded = (counts()[0] - before) / (time.perf_counter() - started)
+        return row, forwarded
+    finally:
+        _stop(daemon)
+        _stop(sink)
+        if shutil.which("rabbitmqctl"):  # leave no queue of ours behind on the shared broker
+            subprocess.run(
+                ["rabbitmqctl", "delete_queue", f"submit.sm.{cid}"],
+                capture_output=True,
+                check=False,
+            )
 
 
 def _table(rows: list[Row], args: argparse.Namespace, reference: Row | None) -> str:
@@ -384,13 +573,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 s per server")
     parser.add_argument("--no-docs", action="store_true", help="print only")
     parser.add_argument(
-        "--jasmin", default="", help="Jasmin row: note text when it could not be run"
+        "--jasmin-venv",
+        default=os.environ.get("JASMIN_VENV", ""),
+        help="a virtualenv with `pip install jasmin` (0.11); needs RabbitMQ on 5672 and Redis "
+        "on 6379 (db 7 is used). Default: $JASMIN_VENV; without it Jasmin is skipped",
     )
     parser.add_argument("--serve", default="", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--count-file", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port, args.window)
+        serve(args.serve, args.port, args.window, args.count_file)
         return
     if args.quick:
         args.seconds, args.warmup = 3.0, 1.0
@@ -404,12 +597,29 @@ def main() -> None:
             rows.append(measure(name, command, port, args))
         except Exception as exc:  # a server that cannot run gets a row saying so
             rows.append(Row(name, 0, 0, float("nan"), float("nan"), 0, 0, f"failed: {exc}"))
+    notes = ""
+    if args.jasmin_venv:
+        print("measuring jasmin ...", flush=True)
+        try:
+            row, forwarded = jasmin_row(args, me)
+            row.note = f"forwarded to the SMSC behind it: {forwarded:,.0f}/s; {row.note}"
+            rows.append(row)
+            teleway = next((r for r in rows if r.name == "teleway"), None)
+            if teleway is not None and row.accepted:
+                notes = (
+                    f"teleway / Jasmin accepted: {teleway.accepted / row.accepted:.1f}x; "
+                    f"teleway / Jasmin forwarded: {teleway.accepted / max(forwarded, 1):.1f}x "
+                    "(Jasmin answers ESME_ROK once the message is queued in RabbitMQ, teleway "
+                    "once it is committed to its store)."
+                )
+        except Exception as exc:
+            notes = f"Jasmin could not be measured: {exc}"
+    else:
+        notes = (
+            "Jasmin: not measured in this run (give --jasmin-venv or $JASMIN_VENV: a "
+            "virtualenv with `pip install jasmin`)."
+        )
     reference = next((r for r in rows if r.name == "smpp34" and r.accepted), None)
-    notes = (
-        "Jasmin: " + args.jasmin
-        if args.jasmin
-        else "Jasmin: not measured (see docs/benchmarks.md notes of the SMPP server section)."
-    )
     table = _table(rows, args, reference)
     print()
     print(table)
