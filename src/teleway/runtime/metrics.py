@@ -5,6 +5,8 @@ One registry per gateway (not the global one) so tests can run several gateways 
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -164,9 +166,14 @@ class SmppServerMetrics:
 
     def __init__(self, metrics: Metrics) -> None:
         self._m = metrics
+        self._requests: dict[tuple[str, int], Any] = {}  # label lookups cost more than inc()
 
     def request(self, command: str, status: int) -> None:
-        self._m.smpp_requests.labels(command, f"0x{status:02X}").inc()
+        child = self._requests.get((command, status))
+        if child is None:
+            child = self._m.smpp_requests.labels(command, f"0x{status:02X}")
+            self._requests[command, status] = child
+        child.inc()
 
     def binds(self, bind_type: str, delta: int) -> None:
         self._m.smpp_binds.labels(bind_type).inc(delta)
