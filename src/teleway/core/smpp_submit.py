@@ -85,6 +85,11 @@ _MESSAGE_TYPE_MASK = 0x3C  # esm_class bits 5-2 (spec 5.2.12); an ESME submits "
 _RECEIPT_BITS = 0x03  # registered_delivery bits 1-0 (spec 5.2.17)
 _INTERMEDIATE = 0x10  # registered_delivery bit 4
 _BINARY_CODINGS: Final = frozenset({2, 4})
+#: data_coding -> the alphabet we read it in (None: refused), computed once for all 256 values
+_ENCODINGS: Final[dict[int, Encoding | None]] = {
+    code: Encoding.BINARY if code in _BINARY_CODINGS else encoding_for_data_coding(code)
+    for code in range(0x100)
+}
 _ESC = 0x1B  # GSM 03.38 escape to the extension table
 #: GSM 03.38 basic table as a str.translate map (septets 0x00-0x7F without the escape): the
 #: fast path of the most common text, one C-level call instead of a Python loop per septet
@@ -278,7 +283,7 @@ def read_submit(
     report = report_of(pdu.registered_delivery)
     sender = sender_of(pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr)
     data_coding = pdu.data_coding
-    if data_coding not in _BINARY_CODINGS and encoding_for_data_coding(data_coding) is None:
+    if _ENCODINGS.get(data_coding) is None:
         raise _fail(_S.ESME_RSUBMITFAIL, f"data_coding 0x{data_coding:02X} is not supported")
     part: ConcatPart | None = None
     if esm_class & _UDHI:
@@ -363,9 +368,7 @@ def content_of(data_coding: int, payload: bytes) -> Content:
     carries it); 1 IA5/ASCII; 3 Latin-1; 8 UCS-2 (UTF-16BE, surrogate pairs allowed: an odd
     length or a broken pair -> ESME_RINVMSGLEN).
     """
-    encoding = (
-        Encoding.BINARY if data_coding in _BINARY_CODINGS else encoding_for_data_coding(data_coding)
-    )
+    encoding = _ENCODINGS.get(data_coding)
     if encoding is None:
         raise _fail(_S.ESME_RSUBMITFAIL, f"data_coding 0x{data_coding:02X} is not supported")
     if encoding is Encoding.BINARY:
