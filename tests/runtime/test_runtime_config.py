@@ -190,12 +190,15 @@ def _commented_upstream_block() -> str:
 
 def test_example_file_has_every_key() -> None:
     parsed = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
-    schema = {key for key, _ in iter_keys() if not key.startswith("upstreams[]")}
+    lists = ("upstreams[]", "routes[]")
+    schema = {key for key, _ in iter_keys() if not key.startswith(lists)}
     assert _flatten(parsed) == schema
-    upstream = tomllib.loads(_commented_upstream_block())["upstreams"][0]
-    assert {f"upstreams[].{k}" for k in upstream} == {
-        key for key, _ in iter_keys() if key.startswith("upstreams[]")
-    }
+    commented = tomllib.loads(_commented_upstream_block())
+    for name in ("upstreams", "routes"):
+        entry = commented[name][0]
+        assert {f"{name}[].{k}" for k in entry} == {
+            key for key, _ in iter_keys() if key.startswith(f"{name}[]")
+        }
 
 
 def test_example_upstream_block_shows_the_defaults_and_loads(tmp_path: Path) -> None:
