@@ -273,12 +273,72 @@ async def _serve_teleway(port: int, window: int, directory_path: str) -> None:
     await asyncio.Event().wait()
 
 
-def serve(kind: str, port: int, window: int, count_file: str = "") -> None:
+async def _accept_only(concurrency: int, seconds: float) -> None:
+    """The same submissions straight into `Acceptor.accept` (no SMPP): what the store path
+    alone allows on this machine now. Prints "rate cpu_percent p50_ms p99_ms"."""
+    from teleway.core.model import Content, Options, Origin, Recipient, Submission
+    from teleway.runtime.acceptance import Acceptor
+    from teleway.runtime.metrics import Metrics
+    from teleway.runtime.wiring import RandomIds, SystemClock
+    from teleway.store import open_store
+    from teleway.store.directory import Directory
+
+    with tempfile.TemporaryDirectory() as folder:
+        store = await open_store(f"sqlite+aiosqlite:///{folder}/bench.db", migrate=True)
+        account = await Directory(store.engine).create_account("bench", actor="bench")
+        acceptor = Acceptor(
+            store=store.messages, clock=SystemClock(), ids=RandomIds(), metrics=Metrics()
+        )
+        submission = Submission(
+            account=account,
+            origin=Origin.SMPP,
+            submitter=SYSTEM_ID,
+            recipients=(Recipient(number="+17816170000"),),
+            content=Content(text="benchmark message number one of many", data_coding=0),
+            options=Options(
+                sender_id="+447911123456",
+                extra={"source_addr_ton": 1, "source_addr_npi": 1, "source_addr": "447911123456"},
+            ),
+        )
+        done = 0
+        latencies: list[float] = []
+        end = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal done
+            while time.perf_counter() < end:
+                started = time.perf_counter()
+                await acceptor.accept(submission)
+                latencies.append(time.perf_counter() - started)
+                done += 1
+
+        cpu, wall = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - wall
+        cpu = (time.process_time() - cpu) / wall
+        await store.close()
+    print(
+        f"{done / wall} {cpu * 100} {_percentile(latencies, 0.5)} {_percentile(latencies, 0.99)}",
+        flush=True,
+    )
+
+
+def accept_row(args: argparse.Namespace, me: list[str]) -> Row:
+    command = [*me, "--serve", "accept", "--window", str(args.binds * args.window)]
+    command += ["--seconds", str(args.seconds)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=300)
+    rate, cpu, p50, p99 = (float(x) for x in out.stdout.split()[-4:])
+    return Row("accept() alone", rate, 0, p50, p99, cpu, 0, "no SMPP: the store path's own rate")
+
+
+def serve(kind: str, port: int, window: int, count_file: str = "", seconds: float = 3) -> None:
     runner = asyncio.run
     if kind == "sink":
         runner(_serve_sink(port, count_file))
     elif kind == "smpp34":
         runner(_serve_smpp34(port))
+    elif kind == "accept":
+        runner(_accept_only(window, seconds))
     elif kind == "teleway":
         with tempfile.TemporaryDirectory() as folder:
             runner(_serve_teleway(port, window, folder))
@@ -534,7 +594,9 @@ def jasmin_row(args: argparse.Namespace, me: list[str]) -> tuple[Row, float]:
 def _table(rows: list[Row], args: argparse.Namespace, reference: Row | None) -> str:
     lines = [
         f"{args.binds} binds x window {args.window}, {args.seconds:g} s measured after "
-        f"{args.warmup:g} s warm-up, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}.",
+        f"{args.warmup:g} s warm-up, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+        f"load average {os.getloadavg()[0]:.1f} when the table was written (other work on the "
+        "machine lowers every row alike; compare the rows of one run).",
         "",
         "| server | accepted submit_sm/s | vs smpp34 | errors | p50 ms | p99 ms | server CPU % | "
         "peak RSS MiB | note |",
@@ -583,7 +645,7 @@ def main() -> None:
     parser.add_argument("--count-file", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port, args.window, args.count_file)
+        serve(args.serve, args.port, args.window, args.count_file, args.seconds)
         return
     if args.quick:
         args.seconds, args.warmup = 3.0, 1.0
@@ -597,12 +659,19 @@ def main() -> None:
             rows.append(measure(name, command, port, args))
         except Exception as exc:  # a server that cannot run gets a row saying so
             rows.append(Row(name, 0, 0, float("nan"), float("nan"), 0, 0, f"failed: {exc}"))
+    print("measuring accept() alone ...", flush=True)
+    try:
+        rows.append(accept_row(args, me))
+    except Exception as exc:
+        rows.append(Row("accept() alone", 0, 0, float("nan"), float("nan"), 0, 0, f"failed: {exc}"))
     notes = ""
     if args.jasmin_venv:
         print("measuring jasmin ...", flush=True)
         try:
             row, forwarded = jasmin_row(args, me)
-            row.note = f"forwarded to the SMSC behind it: {forwarded:,.0f}/s; {row.note}"
+            row.note = f"forwarded to the SMSC behind it: {forwarded:,.0f}/s; {row.note}".rstrip(
+                "; "
+            )
             rows.append(row)
             teleway = next((r for r in rows if r.name == "teleway"), None)
             if teleway is not None and row.accepted:
