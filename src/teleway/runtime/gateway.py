@@ -145,6 +145,7 @@ class Gateway:
         self.upstreams: list[Upstream] = []
         self.channel: SmsChannel | None = None
         self._routes_seen: float | None = None
+        self._route_watch: asyncio.Task[None] | None = None
         self.dispatchers: list[Dispatcher] = []
         self.sweeper: Sweeper | None = None
         self.http: uvicorn.Server | None = None
@@ -206,7 +207,7 @@ class Gateway:
             )
             if cfg.source is not None:
                 self._routes_seen = _mtime(cfg.source)
-                self._tasks.append(asyncio.create_task(self._watch_routes(cfg.source)))
+                self._route_watch = asyncio.create_task(self._watch_routes(cfg.source))
             channel.sink = Receipts(
                 parts=PartOutcomes(store.db, store.writer),
                 queue=store.queue,
@@ -546,6 +547,8 @@ class Gateway:
 
     async def stop(self) -> None:
         """Drain and stop (safe to call after a partial start)."""
+        if self._route_watch is not None:
+            self._route_watch.cancel()
         if self.smpp_reporter is not None:
             self.smpp_reporter.stop()
         if self.smpp is not None:
