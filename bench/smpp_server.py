@@ -615,9 +615,23 @@ def _table(rows: list[Row], args: argparse.Namespace, reference: Row | None) -> 
     return "\n".join(lines)
 
 
+METHOD = """How to read it: every server runs in its own process and gets the same load generator
+(a raw asyncio client keeping the window full with pre-encoded submit_sm; the `sink` row shows
+its own ceiling). `smpp34` is the do-nothing reference (Rust core, accepts and forgets). `teleway`
+answers ESME_ROK only after the message and its delivery are committed to SQLite (WAL,
+synchronous=FULL, group commit); delivery workers are not running. `accept() alone` sends the
+same submission straight into `Acceptor.accept` with the same concurrency and no SMPP at all: the
+gap between it and `teleway` is what the SMPP layer costs, the rest is the store path. `jasmin`
+is Jasmin 0.11 (RabbitMQ + Redis) routing to a counting SMSC; it answers once the message is
+queued in RabbitMQ, so what reached the SMSC behind it is shown too."""
+
+
 def write_docs(table: str, extra: str) -> None:
     text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    section = f"{SECTION}\n\n`make bench-smpp` (bench/smpp_server.py).\n\n{table}\n\n{extra}\n"
+    section = (
+        f"{SECTION}\n\n`make bench-smpp` (bench/smpp_server.py).\n\n{table}\n\n{extra}\n\n"
+        f"{METHOD}\n"
+    )
     pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(text):
         text = pattern.sub(section + "\n", text)
