@@ -23,11 +23,11 @@ from sqlalchemy import Connection, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
 
-from gwharness import GatewayFiles, free_port  # noqa: E402
+from gwharness import GatewayFiles, free_port
 
-from teleway.proto.smpp import BindTransmitter, SubmitSm, encode  # noqa: E402
-from teleway.store import open_store  # noqa: E402
-from teleway.store.tables import messages  # noqa: E402
+from teleway.proto.smpp import BindTransmitter, SubmitSm, encode
+from teleway.store import open_store
+from teleway.store.tables import messages
 
 PROVISIONING = """
 [[accounts]]
