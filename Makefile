@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 CONFIG ?=
 export TELEWAY_DEMO_PROVISIONING ?= examples/demo-provisioning.toml
 
-.PHONY: run test setup setup-test lint typecheck pytest fuzz bench bench-store bench-codec bench-smpp bench-sms clean help
+.PHONY: run test setup setup-test lint typecheck pytest fuzz bench bench-store bench-codec bench-smpp bench-sms bench-smtp clean help
 
 help:
 	@echo "make run          set up and run the gateway (SQLite, loopback, built-in SMSC simulator)"
@@ -63,7 +63,10 @@ bench-smpp: setup-test
 bench-sms: setup-test
 	$(BIN)/python bench/sms_delivery.py
 
-bench: bench-codec bench-store bench-sms bench-smpp
+bench-smtp: setup
+	$(BIN)/python bench/smtp.py
+
+bench: bench-codec bench-store bench-sms bench-smpp bench-smtp
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
