@@ -639,6 +639,13 @@ class SmppServer:
                 accepted = await self._accept(bind, first, payload)
             except SmppError as exc:
                 self._fail_group(group, exc)
+            except BaseException:
+                # never leave the other parts' answers hanging (their ESME may be elsewhere)
+                self._fail_group(
+                    group,
+                    SmppError("the message could not be stored", command_status=_S.ESME_RSYSERR),
+                )
+                raise
             else:
                 for future in group.waiters:
                     if not future.done():
