@@ -5,6 +5,7 @@ header and body as documented, and invalid input refused with a 4xx."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -27,7 +28,8 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
     status_code_conformance,
 )
 
-EXAMPLES = 40  # per operation and mode: bounded, the suite shares two cores
+# per operation and mode: bounded, the suite shares two cores (raise it for a deeper run)
+EXAMPLES = int(os.environ.get("TELEWAY_SCHEMA_EXAMPLES", "40"))
 
 
 @pytest.fixture(scope="module")

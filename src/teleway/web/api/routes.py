@@ -517,7 +517,7 @@ def _quote(value: str) -> str:
 
 def _query_time(q: Mapping[str, str], name: str, errors: list[FieldError]) -> datetime | None:
     value = q.get(name)
-    if value is None or value == "":
+    if value is None:
         return None
     try:
         return schemas.parse_datetime(value)
@@ -528,7 +528,7 @@ def _query_time(q: Mapping[str, str], name: str, errors: list[FieldError]) -> da
 
 def _query_enum(q: Mapping[str, str], name: str, kind: Any, errors: list[FieldError]) -> Any:
     value = q.get(name)
-    if value is None or value == "":
+    if value is None:
         return None
     try:
         return kind(value)
@@ -548,7 +548,7 @@ def _query_int(
     most: int,
 ) -> int:
     value = q.get(name)
-    if value is None or value == "":
+    if value is None:
         return default
     if not value.isdigit() or not least <= int(value) <= most:
         errors.append(FieldError(field=name, reason=f"must be an integer from {least} to {most}"))

@@ -56,6 +56,10 @@ ATTACHMENT_TYPES = frozenset(
 )
 
 _ALPHA_SENDER = re.compile(r"[A-Za-z0-9.\-_&][A-Za-z0-9 .\-_&]{0,10}")
+# RFC 3339 5.6 date-time (the offset is required; fractions of a second allowed)
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 _NUMERIC_SENDER = re.compile(r"\+?[0-9]{1,15}")
 
 
@@ -112,11 +116,12 @@ def _unknown(data: Mapping[str, Any], known: Sequence[str], prefix: str) -> list
 
 def parse_datetime(value: str) -> datetime:
     """RFC 3339 date-time with an offset (`2026-11-22T10:00:00Z`); ValueError otherwise."""
-    if not isinstance(value, str) or "T" not in value.upper():
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
         raise ValueError("must be an RFC 3339 date-time such as 2026-11-22T10:00:00Z")
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        raise ValueError("needs a time zone offset (Z or +01:00)")
+    try:
+        parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError as exc:  # e.g. February 30th
+        raise ValueError(f"not a valid date-time: {exc}") from exc
     return parsed.astimezone(UTC)
 
 
@@ -235,13 +240,8 @@ def parse_message(
         if options.get("schedule") is not None:
             try:
                 schedule = parse_datetime(options["schedule"])
-            except (ValueError, TypeError) as exc:
-                reason = (
-                    str(exc)
-                    if "RFC 3339" in str(exc) or "offset" in str(exc)
-                    else ("must be an RFC 3339 date-time such as 2026-11-22T10:00:00Z")
-                )
-                errors.append(FieldError(field="options.schedule", reason=reason))
+            except ValueError as exc:
+                errors.append(FieldError(field="options.schedule", reason=str(exc)))
         if options.get("sender_id") is not None:
             value = _str(options["sender_id"], "options.sender_id", errors, most=20, least=1)
             if value is not None:
