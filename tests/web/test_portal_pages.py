@@ -705,3 +705,54 @@ async def test_ended_sessions_are_purged_at_login(tmp_path: Path) -> None:
         assert await world.sessions.count(alice.id) == 3
         await login(client, "alice")
         assert await world.sessions.count(alice.id) == 1  # only the new one
+
+
+async def test_notification_settings_and_operator_only_settings(tmp_path: Path) -> None:
+    async with portal_world(tmp_path) as world, world.client() as client, world.client() as op:
+        csrf = await login(client, "alice")
+        r = await client.post(
+            "/settings",
+            data={
+                "csrf": csrf,
+                "flags": "1",
+                "notify_email": "ops@acme.example",
+                "notify_on": "all",
+                "notify_dsn": "on",
+                "strip_signature": "on",
+            },
+        )
+        assert r.status_code == 303, r.text
+        account = await world.directory.account_by_name("acme")
+        assert account is not None
+        s = account.settings
+        assert (s.notify_email, str(s.notify_on), s.notify_dsn) == ("ops@acme.example", "all", True)
+        assert (s.strip_signature, s.strip_quotes) == (True, False)
+        r = await client.post("/settings", data={"csrf": csrf, "notify_email": "not an address"})
+        assert r.status_code == 400 and "not an address" in r.text
+        op_csrf = await login(op, "olga")
+        r = await op.post(
+            "/admin/accounts/acme/settings",
+            data={
+                "csrf": op_csrf,
+                "flags": "1",
+                "sender_id": "ACME",
+                "default_country": "GB",
+                "max_recipients": "5",
+                "smpp_default_device": "mobile",
+                "check_spf": "on",
+            },
+        )
+        assert r.status_code == 303, r.text
+        account = await world.directory.account_by_name("acme")
+        assert account is not None
+        s = account.settings
+        assert (s.sender_id, s.default_country, s.max_recipients) == ("ACME", "GB", 5)
+        assert (str(s.smpp_default_device), s.check_spf, s.check_dkim) == ("mobile", True, False)
+        # the operator's form unchecked the account user's flags it did not send: none were
+        # sent here except check_spf, so the user's flags are now off (a form is the whole page)
+        assert s.notify_dsn is False
+        r = await op.post(
+            "/admin/accounts/acme/settings",
+            data={"csrf": op_csrf, "sender_id": "THIS IS FAR TOO LONG"},
+        )
+        assert r.status_code == 400
