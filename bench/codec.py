@@ -10,8 +10,9 @@ Measures, on one core, operations per second of
   (``decode(bytes)``), twice: the call alone, and the call followed by reading every field
   (header, mandatory parameters, each TLV's tag and value).  The second row is the fair
   one: ``smpp34.decode`` keeps the fields in Rust and builds a new Python object on every
-  attribute read, while teleway's decode returns a complete frozen dataclass whose fields
-  are Python objects already;
+  attribute read, while teleway's decode returns a frozen dataclass whose mandatory
+  fields are Python objects already (its TLVs are checked at decode and turned into
+  ``Tlv`` objects on the first read of ``tlvs``, which the second row includes);
 * encode of the same PDU object (``encode(pdu)`` / ``SubmitSm.encode()``);
 * decode of the same PDU through ``PduBuffer`` (framing + decode), teleway only;
 * ``teleway.proto.sms.plan_segments`` for GSM 7-bit and UCS-2 texts of 1 to 5 parts.
@@ -378,8 +379,11 @@ def main() -> None:
         "for. It also checks less: it accepts C-strings over their spec maximum and known "
         "TLVs with a wrong length, silently drops a truncated trailing TLV, and returns "
         "only submit_sm and deliver_sm as typed objects (others as `RawPdu`). teleway's "
-        "decode validates all of that and returns a complete frozen dataclass (every field "
-        "a Python value, TLVs as `Tlv` objects). The fair comparison is therefore "
+        "decode validates all of that and returns a frozen dataclass whose mandatory fields "
+        "are Python values; its TLVs are checked at decode but kept raw until the first "
+        "read of `tlvs` turns them into `Tlv` objects (docs/smpp.md, Performance). "
+        "teleway's encode also checks every field (C-string maxima and NULs, integer ranges, "
+        "known TLV lengths). The fair comparison is therefore "
         "*decode + read every field* (header, mandatory parameters, each TLV's tag and "
         "value, read once through `operator.attrgetter` on both sides; smpp34's SubmitSm "
         "has no command_status); the bare decode row is kept for reference. plan_segments "
