@@ -24,7 +24,7 @@ from teleway.proto.smpp.constants import (
     command_name,
     status_name,
 )
-from teleway.proto.smpp.tlv import Tlv, TlvValue, decode_value, parse_tlvs
+from teleway.proto.smpp.tlv import Tlv, TlvValue, decode_value, parse_checked_tlvs
 
 __all__ = [
     "PDU_CLASSES",
@@ -164,7 +164,7 @@ class _LazyTlvs:
             return self
         value = obj._tlvs_slot
         if value.__class__ is bytes:
-            value = parse_tlvs(value, 0, len(value), obj.sequence_number, obj.command_id)
+            value = parse_checked_tlvs(value)  # the decoder checked the stream
             self._set(obj, value)
         return value
 

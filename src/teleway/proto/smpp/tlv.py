@@ -331,6 +331,25 @@ def parse_tlvs(
     return tuple(out)
 
 
+def parse_checked_tlvs(raw: bytes) -> tuple[Tlv, ...]:
+    """The TLVs of a stream a decoder has already checked (as :func:`parse_tlvs` checks),
+    without checking again: what ``Pdu.tlvs`` calls on its first read."""
+    out: list[Tlv] = []
+    unpack = _TAG_LEN.unpack_from
+    pos = 0
+    end = len(raw)
+    while pos < end:
+        tag, length = unpack(raw, pos)
+        start = pos + 4
+        pos = start + length
+        tlv: Any = _UnfrozenTlv()
+        tlv.tag = tag
+        tlv.value = raw[start:pos]
+        tlv.__class__ = Tlv
+        out.append(tlv)
+    return tuple(out)
+
+
 def encode_tlvs(tlvs: tuple[Tlv, ...]) -> bytes:
     """Wire form of ``tlvs`` in order.
 
