@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import smtplib
 from typing import Any
@@ -20,6 +21,7 @@ from smtp_harness import (  # noqa: F401 (fixtures)
 
 from teleway.core.model import Device, ReportOn
 from teleway.core.ports import StoreUnavailable
+from teleway.ingress.smtp import SmtpListener
 
 
 def transaction(
@@ -155,7 +157,7 @@ async def test_auth_only_after_starttls_and_replaces_the_network_check(
     assert "auth" not in plain_ehlo and "starttls" in plain_ehlo
     assert cleartext_auth[0] == 538 and cleartext_auth[1].startswith(b"5.7.11")
     assert before[0] == 550 and b"not allowed" in before[1]
-    assert "PLAIN" in tls_ehlo["auth"] and "LOGIN" in tls_ehlo["auth"]
+    assert tls_ehlo["auth"].split() == ["LOGIN", "PLAIN"]  # nothing else is a mechanism
     assert replies[0][0] == 250
     assert data is not None and data[0] == 250
     assert len(rig.accepted) == 1
@@ -450,3 +452,24 @@ async def test_replies_are_counted_in_metrics(rig: SmtpRig) -> None:
 
 def _plain(user: str, password: str) -> str:
     return base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+
+
+async def test_auth_switched_off_is_not_announced(rig: SmtpRig) -> None:
+    listener = SmtpListener(
+        rig.policy, host="127.0.0.1", port=0, tls_context=rig.listener.tls_context, auth=False
+    )
+    await listener.start()
+
+    def go() -> Any:
+        with smtplib.SMTP("127.0.0.1", listener.port, timeout=30) as client:
+            client.ehlo("client.test")
+            client.starttls(context=client_tls())
+            client.ehlo("client.test")
+            return client.esmtp_features, client.docmd("AUTH", "PLAIN " + _plain("alice", PASSWORD))
+
+    try:
+        features, answer = await asyncio.to_thread(go)
+    finally:
+        await listener.stop()
+    assert "auth" not in features
+    assert answer[0] == 504

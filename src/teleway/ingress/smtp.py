@@ -235,7 +235,7 @@ class SmtpPolicy:
         self.connection_rate = _Window(limits.connections_per_minute_per_ip)
         self.ip_messages = _Window(limits.messages_per_minute_per_ip)
         self.account_messages = _Window(limits.messages_per_minute_per_account)
-        self.auth_failures = _Window(limits.auth_fail_limit, limits.auth_fail_window_seconds)
+        self.login_failures = _Window(limits.auth_fail_limit, limits.auth_fail_window_seconds)
         self._sender_cache: dict[str, tuple[float, Account | None]] = {}
         self._network_cache: dict[tuple[int, str], tuple[float, bool]] = {}
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
@@ -297,7 +297,7 @@ class SmtpPolicy:
             self.connection_rate,
             self.ip_messages,
             self.account_messages,
-            self.auth_failures,
+            self.login_failures,
         ):
             window.forget_idle(now)
         limit = now - DIRECTORY_CACHE_SECONDS
@@ -306,13 +306,16 @@ class SmtpPolicy:
 
     # --- authentication ---------------------------------------------------------------------
 
-    def auth_blocked(self, ip: str) -> bool:
+    # NB: no attribute of this handler may start with "auth_": aiosmtpd would offer it as an
+    # AUTH mechanism (it looks for auth_* on the handler as well as on the server)
+
+    def login_blocked(self, ip: str) -> bool:
         limit = self.limits.auth_fail_limit
-        return bool(limit) and self.auth_failures.count(ip, self.monotonic()) >= limit
+        return bool(limit) and self.login_failures.count(ip, self.monotonic()) >= limit
 
     async def authenticate(self, session: Session, login: bytes, password: bytes) -> AuthResult:
         ip = _ip(session)
-        if self.auth_blocked(ip):
+        if self.login_blocked(ip):
             self._log(logging.WARNING, "authentication refused: too many failures", session)
             return AuthResult(
                 success=False,
@@ -336,7 +339,7 @@ class SmtpPolicy:
                     message=self._count("AUTH", "454 4.7.0 temporary authentication failure"),
                 )
         if user is None or user.account_id is None:
-            self.auth_failures.allow(ip, self.monotonic())
+            self.login_failures.allow(ip, self.monotonic())
             self._log(logging.WARNING, "authentication failed", session, user=username[:64])
             return AuthResult(
                 success=False,
@@ -382,7 +385,9 @@ class SmtpPolicy:
         """aiosmtpd reads commands one after the other from its stream, so clients may send
         them in batches: advertise RFC 2920 PIPELINING (before the final "250 HELP" line)."""
         session.host_name = hostname
-        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        # with AUTH switched off aiosmtpd still announces an empty "AUTH" line: drop it
+        kept = [line for line in responses[:-1] if line.strip() != "250-AUTH"]
+        return [*kept, "250-PIPELINING", responses[-1]]
 
     async def handle_MAIL(
         self,
