@@ -549,3 +549,20 @@ async def test_lookups_do_not_wait_for_the_write_lock(tmp_path: Path) -> None:
             writer.close()
     finally:
         await db.close()
+
+
+def test_audit_details_mask_secrets_at_any_depth() -> None:
+    from teleway.store.directory import masked
+
+    detail = {
+        "changes": {"webhook_secret": "abc", "sms_template": "{body}"},
+        "password": "pw",
+        "items": [{"api_token": "t"}, {"name": "n"}],
+        "webhook_secret": None,
+    }
+    assert masked(detail) == {
+        "changes": {"webhook_secret": "***", "sms_template": "{body}"},
+        "password": "***",
+        "items": [{"api_token": "***"}, {"name": "n"}],
+        "webhook_secret": None,
+    }

@@ -182,6 +182,25 @@ async def _translated(engine: AsyncEngine) -> AsyncIterator[None]:
         raise StoreUnavailable(f"{url}: {why}") from exc
 
 
+SECRET_WORDS = ("secret", "password", "token", "key_hash")
+"""A detail key containing one of these never reaches the audit log in clear."""
+
+
+def masked(detail: Any) -> Any:
+    """`detail` with the value of every secret-looking key (at any depth) replaced by "***":
+    the audit log is shown in the portal and exported, and secrets are never logged."""
+    if isinstance(detail, Mapping):
+        return {
+            key: "***"
+            if any(word in str(key).lower() for word in SECRET_WORDS) and value is not None
+            else masked(value)
+            for key, value in detail.items()
+        }
+    if isinstance(detail, list | tuple):
+        return [masked(value) for value in detail]
+    return detail
+
+
 class Directory:
     """Accounts and who may use them. See the module docstring for transactions and errors."""
 
@@ -262,7 +281,7 @@ class Directory:
                 actor=actor[:128],
                 action=action,
                 subject=subject[:256],
-                detail=dict(detail or {}),
+                detail=masked(dict(detail or {})),
             )
         )
 
