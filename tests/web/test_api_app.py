@@ -130,6 +130,19 @@ async def test_store_down_is_503_and_releases_the_idempotency_key(world: World) 
         assert [m["id"] for m in page["items"]] == [retried.json()["id"]]
 
 
+async def test_store_down_while_authenticating_is_503(world: World) -> None:
+    class DownKeys:
+        async def authenticate(self, secret: str, *, now: Any) -> None:
+            raise StoreUnavailable("could not connect to server (simulated)")
+
+    world.app = build_app(replace(world.ctx, api_keys=DownKeys()))  # type: ignore[arg-type]
+    async with world.client() as client:
+        response = await client.get("/messages")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.headers["content-type"] == "application/problem+json"
+
+
 async def test_invalid_submission_releases_its_idempotency_key(world: World) -> None:
     async with world.client() as client:
         bad = {"recipients": [{"number": "12"}], "text": "x"}

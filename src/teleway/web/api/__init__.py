@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from teleway.core.ports import StoreUnavailable
 from teleway.web.api.auth import ApiAuth
 from teleway.web.api.openapi import docs_page, openapi_document
 from teleway.web.api.problems import (
@@ -26,7 +27,7 @@ from teleway.web.api.problems import (
     BodyTooLarge,
     ProblemKind,
 )
-from teleway.web.api.routes import MessagesApi
+from teleway.web.api.routes import MessagesApi, unavailable
 from teleway.web.context import WebContext
 
 logger = logging.getLogger("teleway.web.api")
@@ -65,6 +66,10 @@ def build_api(ctx: WebContext) -> Starlette:
             request.url.path
         )
 
+    async def store_down(request: Request, exc: Exception) -> Response:
+        """A store error no handler translated (e.g. while authenticating): 503, not 500."""
+        return unavailable(exc).response(request.url.path)
+
     async def server_error(request: Request, exc: Exception) -> Response:
         logger.error(
             "API: unexpected error",
@@ -87,6 +92,7 @@ def build_api(ctx: WebContext) -> Starlette:
         exception_handlers={
             ApiProblem: problem,
             BodyTooLarge: too_large,
+            StoreUnavailable: store_down,
             HTTPException: http_error,
             Exception: server_error,
         },

@@ -60,7 +60,7 @@ MULTIPART_TYPE = "multipart/form-data"
 MAX_FORM_FIELD_BYTES = 1024 * 1024  # the `message` part of a multipart submission
 
 
-def _unavailable(exc: Exception) -> ApiProblem:
+def unavailable(exc: Exception) -> ApiProblem:
     logger.warning("API: store unavailable", extra={"fields": {"error": str(exc)[:200]}})
     return ApiProblem(
         UNAVAILABLE,
@@ -129,7 +129,7 @@ class MessagesApi:
                     account_id, idempotency_key, digest, now=self.ctx.clock.now()
                 )
             except StoreUnavailable as exc:
-                raise _unavailable(exc) from exc
+                raise unavailable(exc) from exc
             result = claim.result.value
             if result == "replay":
                 stored = claim.response or {}
@@ -283,7 +283,7 @@ class MessagesApi:
                     )
                 )
         except OSError as exc:
-            raise _unavailable(exc) from exc
+            raise unavailable(exc) from exc
         wants_reports = bool(parsed.callback_url or account.settings.webhook_url)
         submission = Submission(
             account=account,
@@ -309,7 +309,7 @@ class MessagesApi:
                 raise ApiProblem(FORBIDDEN, str(exc)) from exc
             raise invalid(mapped) from exc
         except StoreUnavailable as exc:
-            raise _unavailable(exc) from exc
+            raise unavailable(exc) from exc
         logger.info(
             "API: message accepted",
             extra={
@@ -370,7 +370,7 @@ class MessagesApi:
         except InvalidCursor as exc:
             raise invalid([FieldError(field="cursor", reason=str(exc))]) from exc
         except StoreUnavailable as exc:
-            raise _unavailable(exc) from exc
+            raise unavailable(exc) from exc
         items = []
         for item in page.items:
             body = schemas.message_json(item.message)
@@ -410,7 +410,7 @@ class MessagesApi:
         try:
             detail = await self.ctx.history.detail(message_id, account_id=caller.account.id)
         except StoreUnavailable as exc:
-            raise _unavailable(exc) from exc
+            raise unavailable(exc) from exc
         if detail is None:
             raise ApiProblem(NOT_FOUND, f"no message {message_id!r} in this account")
         body = schemas.message_json(detail.message)
@@ -458,7 +458,7 @@ class MessagesApi:
                 if moved is not None and moved.state is DeliveryState.CANCELLED:
                     cancelled.append(d.delivery.id)
         except StoreUnavailable as exc:
-            raise _unavailable(exc) from exc
+            raise unavailable(exc) from exc
         if not cancelled:
             states = ", ".join(sorted({str(d.delivery.state) for d in detail.deliveries}))
             raise ApiProblem(
@@ -493,7 +493,7 @@ class MessagesApi:
         try:
             usage = await self.ctx.history.usage(caller.account.id, since=since, until=until)
         except StoreUnavailable as exc:
-            raise _unavailable(exc) from exc
+            raise unavailable(exc) from exc
         return JSONResponse(
             {
                 "account": caller.account.name,
