@@ -313,3 +313,18 @@ def test_parser_never_crashes_and_always_explains(data: Any) -> None:
     if parsed is not None:
         assert 1 <= len(parsed.recipients) <= 10
         assert all(isinstance(r.device, Device) for r in parsed.recipients)
+
+
+async def test_refused_requests_are_logged_without_the_key(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG", logger="teleway.web.api")
+    async with world.client() as client:
+        await client.post("/messages", json={"recipients": []})
+    async with world.client(key="tw_" + "y" * 43) as stranger:
+        await stranger.get("/messages")
+    refused = [r for r in caplog.records if r.getMessage() == "API: request refused"]
+    assert [r.fields["status"] for r in refused] == [422, 401]  # type: ignore[attr-defined]
+    assert refused[0].fields["problem"] == "invalid-request"  # type: ignore[attr-defined]
+    text = " ".join(str(getattr(r, "fields", "")) + r.getMessage() for r in caplog.records)
+    assert world.keys["acme"] not in text and "y" * 43 not in text

@@ -49,6 +49,21 @@ def build_api(ctx: WebContext) -> Starlette:
 
     async def problem(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiProblem)
+        # one line per refused request (rate limiting: debug, it would flood the log)
+        logger.log(
+            logging.DEBUG if exc.kind.status == 429 else logging.INFO,
+            "API: request refused",
+            extra={
+                "fields": {
+                    "status": exc.kind.status,
+                    "problem": exc.kind.slug,
+                    "method": request.method,
+                    "path": request.url.path,
+                    "client": request.client.host if request.client else "-",
+                    "detail": (exc.detail or "")[:200],
+                }
+            },
+        )
         return exc.response(instance=request.url.path)
 
     async def http_error(request: Request, exc: Exception) -> Response:
