@@ -417,7 +417,6 @@ class Gateway:
             counted=lambda result: self.metrics.webhooks.labels(result).inc(),
         )
         self._tasks.append(asyncio.create_task(self.webhooks.run()))
-        self._purging = asyncio.create_task(self._purge_web_tables(store))
 
     async def _purge_web_tables(self, store: Store) -> None:
         """Forget idempotency keys after a day and webhook attempts after 30 days (hourly)."""
@@ -471,6 +470,7 @@ class Gateway:
     async def _start_http(self, store: Store, directory: Directory) -> None:
         http = self.config.listeners.http
         app = build_app(self.web_context(store, directory))
+        self._purging = asyncio.create_task(self._purge_web_tables(store))
         server = _HttpServer(
             uvicorn.Config(
                 app,
