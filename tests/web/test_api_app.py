@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from teleway.store.blobs import LocalBlobStore
 from teleway.store.directory import Directory
 from teleway.store.history import History
 from teleway.store.idempotency import IdempotencyKeys
+from teleway.store.smpp_ops import SmppOperations
 from teleway.store.webhooks import WebhookAttempts
 from teleway.web.api.schemas import parse_message
 from teleway.web.app import build_app
@@ -75,6 +77,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         api_keys=api_keys,
         idempotency=IdempotencyKeys(store.db, store.writer),
         webhooks=WebhookAttempts(store.db, store.writer),
+        cancel_queued=SmppOperations(store.db, store.writer, store.queue).cancel,
         api=ApiSettings(rate_limit=1000, rate_burst=1000, max_body_bytes=64 * 1024),
     )
     keys = {}
@@ -328,3 +331,24 @@ async def test_refused_requests_are_logged_without_the_key(
     assert refused[0].fields["problem"] == "invalid-request"  # type: ignore[attr-defined]
     text = " ".join(str(getattr(r, "fields", "")) + r.getMessage() for r in caplog.records)
     assert world.keys["acme"] not in text and "y" * 43 not in text
+
+
+async def test_cancel_takes_only_what_is_still_queued(world: World) -> None:
+    async with world.client() as client:
+        two = {**MESSAGE, "recipients": [{"number": "+14155550100"}, {"number": "+14155550101"}]}
+        created = (await client.post("/messages", json=two)).json()
+        # a dispatcher takes the first delivery (IN_FLIGHT, leased): it must not be cancelled
+        leased = await world.store.queue.lease(
+            worker="w1", now=world.ctx.clock.now(), limit=1, lease_for=timedelta(seconds=60)
+        )
+        assert [lease.delivery.id for lease in leased] == [created["deliveries"][0]["id"]]
+        cancelled = await client.delete(f"/messages/{created['id']}")
+        assert cancelled.status_code == 200
+        assert cancelled.json()["cancelled"] == [created["deliveries"][1]["id"]]
+        states = [d["state"] for d in cancelled.json()["deliveries"]]
+        assert states == ["in_flight", "cancelled"]
+        events = cancelled.json()["deliveries"][1]["events"]
+        assert events[-1]["reason"] == "cancelled through the API by key k"
+        again = await client.delete(f"/messages/{created['id']}")
+        assert again.status_code == 409
+        assert "in_flight" in again.json()["detail"]

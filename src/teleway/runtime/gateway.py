@@ -448,6 +448,7 @@ class Gateway:
             idempotency=IdempotencyKeys(store.db, store.writer),
             webhooks=WebhookAttempts(store.db, store.writer),
             outbox=store.outbox,
+            cancel_queued=SmppOperations(store.db, store.writer, store.queue).cancel,
             health=self.health,
             metrics_text=(lambda: (self.metrics.render(), self.metrics.content_type))
             if http.metrics

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from teleway.core.model import Accepted, Submission
+from teleway.core.model import Accepted, Delivery, Submission
 from teleway.core.ports import BlobStore, Clock, IdSource, WorkQueue
 
 if TYPE_CHECKING:
@@ -38,6 +39,15 @@ HealthSource = Callable[[], Awaitable[dict[str, Any]]]
 
 UpstreamStatus = Callable[[], dict[str, bool]]
 """Upstream name -> bound right now (dashboard)."""
+
+
+class CancelQueued(Protocol):
+    """QUEUED -> CANCELLED in one conditional write (store.smpp_ops.SmppOperations.cancel):
+    None when the delivery was no longer QUEUED (a dispatcher leased it meanwhile)."""
+
+    async def __call__(
+        self, delivery_id: str, *, now: datetime, reason: str
+    ) -> Delivery | None: ...
 
 
 class WebMetrics(Protocol):
@@ -80,6 +90,9 @@ class WebContext:
     idempotency: IdempotencyKeys
     webhooks: WebhookAttempts  # the log of webhook calls, for the portal
     outbox: Any = None  # core.ports.Outbox: reports and replies waiting to be sent back
+    # cancelling what is still queued; None: WorkQueue.transition (which may also end a
+    # delivery a dispatcher leased between the read and the write)
+    cancel_queued: CancelQueued | None = None
     health: HealthSource | None = None
     metrics_text: MetricsSource | None = None  # None: /metrics not served
     metrics: WebMetrics = field(default_factory=_NoMetrics)

@@ -449,12 +449,13 @@ class MessagesApi:
             for d in detail.deliveries:
                 if d.delivery.state is not DeliveryState.QUEUED:
                     continue
-                moved = await self.ctx.queue.transition(
-                    d.delivery.id,
-                    DeliveryState.CANCELLED,
-                    now=now,
-                    reason=f"cancelled through the API by key {caller.key_name}",
-                )
+                reason = f"cancelled through the API by key {caller.key_name}"
+                if self.ctx.cancel_queued is not None:
+                    moved = await self.ctx.cancel_queued(d.delivery.id, now=now, reason=reason)
+                else:
+                    moved = await self.ctx.queue.transition(
+                        d.delivery.id, DeliveryState.CANCELLED, now=now, reason=reason
+                    )
                 if moved is not None and moved.state is DeliveryState.CANCELLED:
                     cancelled.append(d.delivery.id)
         except StoreUnavailable as exc:
