@@ -1147,7 +1147,13 @@ def number_add(ctx: click.Context, account: str, number: str) -> None:
 @json_option
 @click.pass_context
 def number_list(ctx: click.Context, account: str | None, as_json: bool) -> None:
-    """List inbound numbers and their accounts."""
+    """List inbound numbers and their accounts.
+
+    \b
+    Examples:
+      teleway admin number list
+      teleway admin number list --account acme --json
+    """
 
     async def work(numbers: InboundNumbers, directory: Directory) -> list[InboundNumber]:
         owner = await directory.require_account(account) if account else None
@@ -1174,7 +1180,12 @@ def number_list(ctx: click.Context, account: str | None, as_json: bool) -> None:
 @click.argument("number")
 @click.pass_context
 def number_remove(ctx: click.Context, number: str) -> None:
-    """Stop routing replies sent to NUMBER (exit code 2 when it is not provisioned)."""
+    """Stop routing replies sent to NUMBER (exit code 2 when it is not provisioned).
+
+    \b
+    Example:
+      teleway admin number remove +447400123456
+    """
 
     async def work(numbers: InboundNumbers, directory: Directory) -> bool:
         return await numbers.remove(number, actor=_actor(ctx))
