@@ -73,9 +73,7 @@ async def test_email_to_sms_delivered_and_the_sender_is_notified(tmp_path: Path)
             assert time.monotonic() < deadline, gw.files.log()
             await asyncio.sleep(0.2)
         status = json.loads(
-            (
-                await asyncio.to_thread(gw.files.cli, "status", message_id, "--json")
-            ).stdout
+            (await asyncio.to_thread(gw.files.cli, "status", message_id, "--json")).stdout
         )
     finally:
         process.send_signal(signal.SIGTERM)
