@@ -180,9 +180,7 @@ class Upstream:
                     enquire_link_interval=s.enquire_link_interval,
                     now=time.monotonic(),
                 )
-                link = CoalescingLink(
-                    reader, writer, session, handler=self._on_request, name=label
-                )
+                link = CoalescingLink(reader, writer, session, handler=self._on_request, name=label)
                 pump = asyncio.create_task(link.run())
                 response = await link.request(
                     kind(system_id=s.system_id, password=s.password, system_type=s.system_type)
