@@ -115,7 +115,12 @@ def test_default_upstream_is_the_simulator() -> None:
     assert (up.host, up.port) == ("127.0.0.1", 2776)
     assert (up.system_id, up.password) == ("teleway", "simulat")
     assert up == UpstreamConfig(
-        name="simulator", host="127.0.0.1", port=2776, system_id="teleway", password="simulat"
+        name="simulator",
+        host="127.0.0.1",
+        port=2776,
+        system_id="teleway",
+        password="simulat",
+        message_id_format=MessageIdFormat.DECIMAL,  # its receipts repeat its own ids
     )
 
 

@@ -1192,6 +1192,8 @@ def _simulator_upstream(simulator: SimulatorConfig) -> UpstreamConfig:
         port=simulator.port,
         system_id=simulator.system_id,
         password=simulator.password,
+        # the simulator's receipts carry its submit_sm_resp ids as they are
+        message_id_format=MessageIdFormat.DECIMAL,
     )
 
 
