@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -106,7 +107,13 @@ async def test_receipt_reaches_a_receiver_bind(rig: SmppRig) -> None:
     assert f"id:{message_id} " in text and "stat:DELIVRD" in text and "text:receipt please" in text
     assert pdu.source_addr.decode() == RECIPIENT  # type: ignore[attr-defined]
     assert pdu.destination_addr.decode() == SENDER  # type: ignore[attr-defined]
-    items = await rig.store.outbox.recent(
-        account_id=received and (await rig.directory.account_by_name("acme")).id
-    )  # type: ignore[union-attr]
+    account = await rig.directory.account_by_name("acme")
+    assert account is not None
+    # the deliver_sm_resp was read; marking the outbox item sent is committed right after
+    deadline = time.monotonic() + 10
+    while True:
+        items = await rig.store.outbox.recent(account_id=account.id)
+        if [str(i.status) for i in items] == ["sent"] or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
     assert [str(i.status) for i in items] == ["sent"]
