@@ -65,6 +65,18 @@ async def add_reply(rig: SmppRig, text: str, sender: str = "+17816170000") -> in
     )
 
 
+async def sent(rig: SmppRig, item_id: int, timeout: float = 10) -> Any:
+    """The outbox item once it is no longer pending (its outcome is committed after the
+    deliver_sm_resp was read)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        item = await rig.store.outbox.get(item_id)
+        assert item is not None
+        if item.status is not OutboxStatus.PENDING or time.monotonic() > deadline:
+            return item
+        await asyncio.sleep(0.05)
+
+
 def read_deliveries(c: RawEsme, count: int, status: int = 0) -> list[DeliverSm]:
     got: list[DeliverSm] = []
     while len(got) < count:
@@ -102,10 +114,9 @@ async def test_replies_wait_for_a_receiver_and_go_in_order(rig: SmppRig) -> None
     assert [p.data_coding for p in received] == [0, 8, 8]
     assert received[0].source_addr == "17816170000" and received[0].source_addr_ton == 1
     assert received[0].destination_addr == SENDER and received[0].esm_class == 0
-    await asyncio.sleep(0.3)
     for item_id in ids:
-        item = await rig.store.outbox.get(item_id)
-        assert item is not None and item.status is OutboxStatus.SENT
+        item = await sent(rig, item_id)
+        assert item.status is OutboxStatus.SENT
 
 
 async def test_error_answer_is_retried_not_dropped(rig: SmppRig) -> None:
@@ -125,9 +136,8 @@ async def test_error_answer_is_retried_not_dropped(rig: SmppRig) -> None:
 
     first, second = await in_thread(run)
     assert first.short_message == second.short_message == b"try me twice"
-    await asyncio.sleep(0.3)
-    item = await rig.store.outbox.get(item_id)
-    assert item is not None and item.status is OutboxStatus.SENT and item.attempts == 2
+    item = await sent(rig, item_id)
+    assert item.status is OutboxStatus.SENT and item.attempts == 2
     assert item.last_error is not None and "ESME_RX_T_APPN" in item.last_error
 
 
