@@ -155,9 +155,11 @@ async def test_max_binds_per_credential(tmp_path: Path) -> None:
                     c.close()
 
         assert await in_thread(run) == [0, 0, S.ESME_RBINDFAIL]
-        # once they are gone, binding works again
-        await asyncio.sleep(0.3)
-        assert await in_thread(bind_status(rig, "acme01", "secret1")) == S.ESME_ROK
+        # once they are gone (the server notices the closed sockets), binding works again
+        deadline = time.monotonic() + 10
+        while (status := await in_thread(bind_status(rig, "acme01", "secret1"))) != S.ESME_ROK:
+            assert time.monotonic() < deadline, status
+            await asyncio.sleep(0.1)
     finally:
         await stop_smpp_rig(rig)
 
@@ -399,13 +401,24 @@ async def test_cancel_by_source_and_destination(rig: SmppRig) -> None:
 
 
 async def test_replace_a_queued_message_only(rig: SmppRig) -> None:
+    loop = asyncio.get_running_loop()
+
+    def state_of(message_id: str) -> DeliveryState:
+        deliveries = asyncio.run_coroutine_threadsafe(
+            rig.store.messages.deliveries_of(message_id), loop
+        ).result(10)
+        return deliveries[0].state
+
     def run(c: RawEsme) -> tuple[Any, ...]:
         mid = c.request(sm(b"old text", schedule_delivery_time=later(3600))).message_id
         replaced = c.request(
             ReplaceSm(message_id=mid, source_addr_ton=1, source_addr=SENDER, short_message=b"new")
         )
         now = c.request(sm(b"sent at once", registered_delivery=0)).message_id
-        time.sleep(1.5)  # the simulator takes it and answers; the delivery leaves QUEUED
+        deadline = time.monotonic() + 20
+        while state_of(now) is DeliveryState.QUEUED:  # until a dispatcher has taken it
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         too_late = c.request(ReplaceSm(message_id=now, short_message=b"too late"))
         return mid, replaced.command_status, too_late.command_status
 
