@@ -232,3 +232,38 @@ async def test_report_rolls_back_with_its_change(backend: Backend) -> None:
     )
     assert lost is None
     assert len(await outbox.recent(account_id=1)) == before
+
+
+async def test_one_commit_wakes_every_origins_reporter(backend: Backend) -> None:
+    """The SMPP, e-mail and webhook reporters each have their own wake-up: the first one to
+    wake must not leave the others asleep until their poll."""
+    outbox = outbox_of(backend)
+    for origin in (Origin.SMPP, Origin.SMTP, Origin.HTTP):
+        await outbox.wait(0, origin=origin)  # clear what earlier writes signalled
+    waiters = [
+        asyncio.create_task(outbox.wait(10, origin=origin))
+        for origin in (Origin.SMPP, Origin.SMTP, Origin.HTTP)
+    ]
+    await asyncio.sleep(0.01)
+    assert not any(w.done() for w in waiters)
+    now = backend.clock.now()
+    await outbox.add(
+        kind=OutboxKind.INBOUND,
+        origin=Origin.SMTP,
+        account_id=1,
+        payload={},
+        now=now,
+        valid_until=now + timedelta(hours=1),
+    )
+    await asyncio.wait_for(asyncio.gather(*waiters), 5)
+
+
+async def test_lease_hands_out_the_message_too(backend: Backend) -> None:
+    (delivery_id,) = await submit(backend, text="carried along")
+    (lease,) = await backend.queue.lease(
+        worker="w", now=backend.clock.now(), limit=5, lease_for=LEASE
+    )
+    assert lease.delivery.id == delivery_id
+    assert lease.message is not None
+    assert lease.message.id == lease.delivery.message_id
+    assert lease.message.content.text == "carried along"

@@ -76,6 +76,7 @@ class Lease:
     delivery: Delivery
     worker: str
     expires_at: datetime
+    message: Message | None = None  # the delivery's message, read in the same transaction
 
 
 class WorkQueue(Protocol):
@@ -214,9 +215,10 @@ class Outbox(Protocol):
         """Give up on the item for good (the caller logs why)."""
         ...
 
-    async def wait(self, timeout: float) -> None:
+    async def wait(self, timeout: float, *, origin: Origin | None = None) -> None:
         """Return when items may be due (a commit in this process added some) or after
-        `timeout` seconds; other nodes' items are found by polling."""
+        `timeout` seconds; other nodes' items are found by polling. Each `origin`'s reporter
+        has its own wake-up, so one reporter taking it does not leave another asleep."""
         ...
 
     async def recent(

@@ -233,7 +233,9 @@ class EmailNotifier:
             if handled:
                 continue
             with contextlib.suppress(Exception):
-                waiter = asyncio.ensure_future(self.outbox.wait(self.poll_interval))
+                waiter = asyncio.ensure_future(
+                    self.outbox.wait(self.poll_interval, origin=Origin.SMTP)
+                )
                 stop = asyncio.ensure_future(self._stopping.wait())
                 _, pending = await asyncio.wait(
                     {waiter, stop}, timeout=self.poll_interval, return_when="FIRST_COMPLETED"

@@ -136,7 +136,7 @@ class SmppReporter:
     async def _idle(self) -> None:
         changed = self.receivers.changed
         waits = {
-            asyncio.ensure_future(self.outbox.wait(self.settings.poll)),
+            asyncio.ensure_future(self.outbox.wait(self.settings.poll, origin=Origin.SMPP)),
             asyncio.ensure_future(changed.wait()),
             asyncio.ensure_future(self._stopping.wait()),
         }

@@ -211,7 +211,9 @@ class WebhookSender:
                     sent = 0
                 if sent == 0:
                     with contextlib.suppress(StoreUnavailable):
-                        waiter = asyncio.create_task(self.outbox.wait(self.settings.poll))
+                        waiter = asyncio.create_task(
+                            self.outbox.wait(self.settings.poll, origin=Origin.HTTP)
+                        )
                         stopper = asyncio.create_task(self._stopping.wait())
                         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
                         for task in (waiter, stopper):

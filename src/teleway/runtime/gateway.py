@@ -61,6 +61,7 @@ from teleway.store.inbound import InboundNumbers
 from teleway.store.migrations import upgrade
 from teleway.store.receipts import PartOutcomes
 from teleway.store.smpp_ops import SmppOperations
+from teleway.store.web_sessions import WebSessions
 from teleway.store.webhooks import WebhookAttempts
 from teleway.testing.smsc import SimulatorSettings, SmscSimulator
 from teleway.web.app import build_app
@@ -419,17 +420,24 @@ class Gateway:
         self._tasks.append(asyncio.create_task(self.webhooks.run()))
 
     async def _purge_web_tables(self, store: Store) -> None:
-        """Forget idempotency keys after a day and webhook attempts after 30 days (hourly)."""
+        """Forget idempotency keys after a day, webhook attempts after 30 days and ended portal
+        sessions (hourly)."""
         keys = IdempotencyKeys(store.db, store.writer)
         attempts = WebhookAttempts(store.db, store.writer)
+        sessions = WebSessions(store.engine)
         while True:
             try:
                 now = self.clock.now()
                 await keys.purge(now=now)
                 await attempts.purge(now=now)
+                await sessions.purge(now=now)
             except StoreUnavailable as exc:
                 log(logger, logging.WARNING, "web tables not purged", error=str(exc))
             await asyncio.sleep(3600)
+
+    def _route_table(self) -> Any:
+        """The route table in force (reloads replace it), for the portal's status page."""
+        return None if self.channel is None else self.channel.routes
 
     def web_context(self, store: Store, directory: Directory) -> WebContext:
         """What the REST API and the portal are given (web.context)."""
@@ -458,6 +466,8 @@ class Gateway:
             public_url=http.public_url,
             domains=self.config.gateway.domains,
             tls=bool(http.tls_cert),
+            web_sessions=WebSessions(store.engine),
+            routes=self._route_table,
             api=ApiSettings(
                 rate_limit=http.api_rate_limit,
                 rate_burst=http.api_rate_burst,

@@ -181,7 +181,7 @@ class Dispatcher:
     async def _try(self, lease: Lease) -> None:
         delivery = lease.delivery
         channel = self._channel_for(delivery)
-        message = await self.cache.get(delivery.message_id)
+        message = lease.message or await self.cache.get(delivery.message_id)
         if message is None:  # cannot happen with a consistent store; never crash on it
             await self._apply(delivery, PermanentFailure(reason="message missing", channel="-"))
             return

@@ -29,6 +29,7 @@ from teleway.core.model import (
     OutboxKind,
     OutboxStatus,
 )
+from teleway.core.signal import OutboxSignal
 from teleway.store import tables
 from teleway.store.engine import Database
 from teleway.store.rows import OUTBOX_COLUMNS  # noqa: F401 (the order report_row follows)
@@ -106,7 +107,7 @@ class SqlOutbox:
     def __init__(self, db: Database, writer: Writer) -> None:
         self._db = db
         self._writer = writer
-        self._event = asyncio.Event()
+        self._event = OutboxSignal()
         writer.on_reports = self._event.set  # REPORT rows committed by the queue's changes
 
     async def add(
@@ -252,11 +253,12 @@ class SqlOutbox:
             },
         )
 
-    async def wait(self, timeout: float) -> None:
-        if not self._event.is_set():
+    async def wait(self, timeout: float, *, origin: Origin | None = None) -> None:
+        flag = self._event.flag(origin)
+        if not flag.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event.wait(), timeout)
-        self._event.clear()
+                await asyncio.wait_for(flag.wait(), timeout)
+        flag.clear()
 
     def wake(self) -> None:
         """Make waiters look now (e.g. a receiver just bound)."""

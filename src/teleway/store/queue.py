@@ -45,7 +45,7 @@ from teleway.store import tables
 from teleway.store.engine import Database
 from teleway.store.messages import merge_ids, record_upstream_ids
 from teleway.store.outbox import report_row
-from teleway.store.rows import delivery_from_row
+from teleway.store.rows import delivery_from_row, message_from_row
 from teleway.store.writer import EventRows, WorkSignal, Writer
 
 S = DeliveryState
@@ -178,6 +178,18 @@ class SqlWorkQueue:
                 .returning(*_d.c)
             )
             by_id = {row["id"]: delivery_from_row(row) for row in result.mappings()}
+            # their messages, so the worker needs no read per message
+            messages = {
+                message.id: message
+                for message in map(
+                    message_from_row,
+                    connection.execute(
+                        select(tables.messages).where(
+                            tables.messages.c.id.in_({d.message_id for d in by_id.values()})
+                        )
+                    ).mappings(),
+                )
+            }
             leases = []
             for row in rows:
                 delivery = by_id[row.id]
@@ -186,7 +198,14 @@ class SqlWorkQueue:
                     reason = f"lease of {row.lease_owner} expired; {reason}"
                 events.append(_event(row.id, now, S(row.state), S.IN_FLIGHT, reason))
                 _report(events, delivery, S.IN_FLIGHT, now, reason)
-                leases.append(Lease(delivery=delivery, worker=worker, expires_at=expires))
+                leases.append(
+                    Lease(
+                        delivery=delivery,
+                        worker=worker,
+                        expires_at=expires,
+                        message=messages.get(delivery.message_id),
+                    )
+                )
             return leases
 
         return await self._writer.write_logged(job)

@@ -31,6 +31,7 @@ from teleway.core.model import (
     OutboxStatus,
 )
 from teleway.core.ports import Lease, StoreUnavailable
+from teleway.core.signal import OutboxSignal
 
 S = DeliveryState
 EXPIRED_REASON = "validity period ended"
@@ -215,7 +216,14 @@ class InMemoryStore:
             if old.state is S.IN_FLIGHT:
                 reason = f"lease of {old.lease_owner} expired; {reason}"
             self._store(old, new, now, reason)
-            leases.append(Lease(delivery=new, worker=worker, expires_at=expires))
+            leases.append(
+                Lease(
+                    delivery=new,
+                    worker=worker,
+                    expires_at=expires,
+                    message=self.messages.get(new.message_id),
+                )
+            )
         return leases
 
     async def transition(
@@ -362,7 +370,7 @@ class InMemoryOutbox:
         self.items: dict[int, OutboxItem] = {}
         self._leases: dict[int, tuple[str, datetime]] = {}
         self._next = 1
-        self._event = asyncio.Event()
+        self._event = OutboxSignal()
 
     def _new(self, **values: Any) -> int:
         item_id = self._next
@@ -484,11 +492,12 @@ class InMemoryOutbox:
         self._leases.pop(item_id, None)
         self._change(item_id, now, status=OutboxStatus.DROPPED, last_error=error)
 
-    async def wait(self, timeout: float) -> None:
-        if not self._event.is_set():
+    async def wait(self, timeout: float, *, origin: Origin | None = None) -> None:
+        flag = self._event.flag(origin)
+        if not flag.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event.wait(), timeout)
-        self._event.clear()
+                await asyncio.wait_for(flag.wait(), timeout)
+        flag.clear()
 
     def wake(self) -> None:
         self._event.set()

@@ -195,6 +195,7 @@ class SmppLink:
                 self.writer.close()
             elif isinstance(event, ProtocolBroken):
                 logger.warning("%s: framing lost (%s), closing", self.name, event.error)
+                self._flush()  # the generic_nack the session queued goes out before we close
                 self.writer.close()
             elif isinstance(event, MalformedPdu):
                 logger.info("%s: %s", self.name, event)

@@ -101,3 +101,7 @@ class WebContext:
     domains: tuple[str, ...] = ("teleway.localhost",)  # e-mail domains, for help texts
     tls: bool = False  # the listener speaks HTTPS: cookies are marked Secure
     api: ApiSettings = field(default_factory=ApiSettings)
+    # portal sessions (store.web_sessions.WebSessions); None: the portal builds its own
+    web_sessions: Any = None
+    # the SMS route table in force (core.routing.RouteTable), for the portal's status page
+    routes: Callable[[], Any] | None = None

@@ -89,7 +89,9 @@ def build_portal(ctx: WebContext, *, sessions: SessionStore | None = None) -> St
     portal = Portal(
         ctx=ctx,
         sessions=sessions or _sessions(ctx),
-        throttle=auth.LoginThrottle(),
+        throttle=auth.LoginThrottle(
+            limit=ctx.api.auth_fail_limit, window=ctx.api.auth_fail_window_seconds
+        ),
         env=environment(),
         secure_cookies=ctx.tls,
     )
