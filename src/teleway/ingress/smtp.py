@@ -646,6 +646,8 @@ def _long_text_problem(account: Account, subject: str, body: str, submitter: str
         created_at=datetime.now(UTC),
     )
     text = sms_text(preview, settings)
+    if len(text) <= 70 and len(text.encode("utf-16-le")) <= 140:
+        return ""  # one SMS whatever the alphabet: 70 UCS-2 units (GSM 03.38: 160 septets)
     needed = plan_segments(text, max_parts=255).total_parts
     if settings.long_sms_policy is LongSmsPolicy.REJECT and needed > 1:
         return f"550 5.3.4 the text needs {needed} SMS and the account allows only one"
