@@ -114,7 +114,9 @@ async def serve(kind: str, port: int, directory: Path) -> None:
         worst = max(worst, time.perf_counter() - started - 0.01)
         worst_cpu = max(worst_cpu, time.thread_time() - cpu)
         if time.monotonic() - last_write > 0.25:
-            stats.write_text(json.dumps({"worst": worst, "worst_cpu": worst_cpu}))
+            partial = stats.with_suffix(".tmp")
+            partial.write_text(json.dumps({"worst": worst, "worst_cpu": worst_cpu}))
+            os.replace(partial, stats)  # the reader never sees a half-written file
             last_write = time.monotonic()
     if server is not None:
         server.close()
