@@ -21,6 +21,9 @@ if [ "$for_tests" = 1 ]; then
   NEED[kannel]=/usr/sbin/bearerbox
   NEED[postfix]=/usr/sbin/postfix
   NEED[swaks]=/usr/bin/swaks
+  # swaks --tls needs these
+  NEED[libnet-ssleay-perl]=/usr/share/doc/libnet-ssleay-perl
+  NEED[libio-socket-ssl-perl]=/usr/share/doc/libio-socket-ssl-perl
   NEED[chromium]=/usr/bin/chromium
 fi
 if [ "$for_tests" = 1 ] && [ "${TELEWAY_SKIP_POSTGRES:-0}" != 1 ]; then

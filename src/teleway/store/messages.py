@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from functools import cache
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -194,13 +196,18 @@ def record_upstream_ids(
     ]
     if not rows:
         return
-    dialect_insert = postgresql.insert if db.is_postgresql else sqlite.insert
-    statement = dialect_insert(tables.upstream_refs)
-    statement = statement.on_conflict_do_update(
+    connection.execute(_upsert_upstream_refs(db.is_postgresql), rows)
+
+
+@cache
+def _upsert_upstream_refs(postgres: bool) -> Any:
+    """INSERT ... ON CONFLICT (upstream_id) DO UPDATE, built once per dialect (building it costs
+    more than running it: it was half of the writer's time per submitted SMS)."""
+    statement = (postgresql.insert if postgres else sqlite.insert)(tables.upstream_refs)
+    return statement.on_conflict_do_update(
         index_elements=[tables.upstream_refs.c.upstream_id],
         set_={
             name: statement.excluded[name]
             for name in ("delivery_id", "part", "state", "created_at", "updated_at")
         },
     )
-    connection.execute(statement, rows)
