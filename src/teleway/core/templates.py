@@ -26,6 +26,10 @@ def template_problems(template: str) -> list[str]:
     return problems
 
 
+EDGE_SEPARATORS = " \t\r\n,;:-|"
+"""What a template puts between subject and body; trimmed from the ends when one is empty."""
+
+
 def sms_text(message: Message, settings: Settings, recipient: str = "") -> str:
     """The text to send by SMS for `message`."""
     content = message.content
@@ -38,5 +42,10 @@ def sms_text(message: Message, settings: Settings, recipient: str = "") -> str:
         "to": recipient,
     }
     if template_problems(settings.sms_template):
-        return f"{values['subject']},{values['body']}"
-    return settings.sms_template.format(**values)
+        text = f"{values['subject']},{values['body']}"
+    else:
+        text = settings.sms_template.format(**values)
+    if not values["body"]:
+        # "Subject," for a subject-only e-mail: no separator left dangling at either end
+        text = text.strip(EDGE_SEPARATORS)
+    return text
