@@ -6,6 +6,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 CONFIG ?=
+# two test processes: most end-to-end tests wait on sockets and subprocesses, not the CPU
+PYTEST_ARGS ?= -n 2 --durations=20
 export TELEWAY_DEMO_PROVISIONING ?= examples/demo-provisioning.toml
 
 .PHONY: run test setup setup-test lint typecheck pytest fuzz bench bench-store bench-codec bench-smpp bench-sms bench-smtp clean help

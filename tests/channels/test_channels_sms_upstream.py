@@ -259,7 +259,8 @@ async def test_refused_bind_keeps_retrying_with_back_off_and_logs(
         # draw 0: delays are half of 0.05*2**failures capped at 0.4, i.e. 0.05, 0.1, 0.2,
         # 0.2...: attempts at 0, 0.05, 0.15, 0.35, 0.55, 0.75 s, not hundreds
         assert 2 <= sim.stats.bind_failures <= 6
-        assert len(refused) == sim.stats.bind_failures
+        # every refusal is logged; the last bind_resp may still be on its way when we stop
+        assert sim.stats.bind_failures - 1 <= len(refused) <= sim.stats.bind_failures
         gaps = [b - a for a, b in itertools.pairwise(refused)]
         for failures, gap in enumerate(gaps, start=1):
             assert gap >= 0.5 * min(0.4, 0.05 * 2**failures) - 0.005
