@@ -634,9 +634,11 @@ async def run_gateway(config: Config, *, demo_hint: bool = False) -> int:
         logger.info(
             "send a first message from another terminal:\n"
             '    %steleway send --account demo --to +17816170000 --report "Hello from teleway"\n'
-            "    %steleway status <message id>     # watch it reach DELIVERED",
+            "    %steleway status <message id>     # watch it reach DELIVERED\n"
+            "%s",
             prefix,
             prefix,
+            _demo_doors(config),
         )
     await stop.wait()
     logger.info("stopping: draining work in flight (up to %.0f s)", DRAIN_SECONDS)
@@ -689,6 +691,29 @@ async def submit_from_cli(
             raise GatewayError(f"the store did not take the message: {exc}") from exc
     finally:
         await store.close()
+
+
+def _demo_doors(config: Config) -> str:
+    """The other ways in, with the demo provisioning's (public) credentials."""
+    lines = []
+    listeners = config.listeners
+    if listeners.http.enabled:
+        lines.append(
+            f"portal: http://{listeners.http.host}:{listeners.http.port}/ "
+            "(user demo, password demo-portal-pass); REST API docs at /api/v1/docs"
+        )
+    if listeners.smtp.enabled:
+        domain = config.gateway.domains[0] if config.gateway.domains else "teleway.localhost"
+        lines.append(
+            f"e-mail: swaks --server {listeners.smtp.host}:{listeners.smtp.port} "
+            f"--from you@example.com --to 17816170000@sms.{domain} --header 'Subject: Hi'"
+        )
+    if listeners.smpp.enabled:
+        lines.append(
+            f"SMPP: bind to {listeners.smpp.host}:{listeners.smpp.port} "
+            "as system_id demo, password demo1234"
+        )
+    return "\n".join(f"    {line}" for line in lines)
 
 
 def _login_name() -> str:
