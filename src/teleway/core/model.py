@@ -445,3 +445,28 @@ class OutboxItem:
     created_at: datetime
     updated_at: datetime
     last_error: str | None = None
+
+
+REPORT_MIN_KEEP = timedelta(days=1)
+"""A report stays deliverable at least this long after its cause, even when the message's own
+validity ends sooner (a receipt for a message delivered in its last minute)."""
+
+
+def report_of(
+    delivery: Delivery, to_state: DeliveryState, now: datetime, reason: str
+) -> tuple[dict[str, Any], datetime] | None:
+    """The payload and validity end of the REPORT outbox item telling that `delivery` reached
+    `to_state`, or None when nobody asked to be told (messages typed at the CLI report to
+    nobody)."""
+    if delivery.origin is Origin.CLI or not delivery.report.wants(to_state):
+        return None
+    payload = {
+        "reason": reason,
+        "error": delivery.error,
+        "recipient": delivery.recipient,
+        "device": str(delivery.device),
+        "upstream_ids": list(delivery.upstream_ids),
+        "attempts": delivery.attempts,
+        "submitted_at": delivery.created_at.timestamp(),
+    }
+    return payload, max(delivery.valid_until, now + REPORT_MIN_KEEP)

@@ -28,6 +28,7 @@ from teleway.core.model import (
     OutboxItem,
     OutboxKind,
     OutboxStatus,
+    report_of,
 )
 from teleway.core.signal import OutboxSignal
 from teleway.store import tables
@@ -37,9 +38,6 @@ from teleway.store.writer import Writer
 
 _o = tables.outbox
 MAX_LEASE = 500
-REPORT_MIN_KEEP = timedelta(days=1)
-"""A report stays deliverable at least this long after its cause, even when the message's own
-validity ends sooner (a receipt for a message delivered in its last minute)."""
 
 
 def report_row(
@@ -48,19 +46,12 @@ def report_row(
     """The outbox row (OUTBOX_COLUMNS order, driver values) reporting that `delivery` reached
     `to_state`, or None when nobody asked to be told. Messages typed at the CLI have nobody to
     report to."""
-    if delivery.origin is Origin.CLI or not delivery.report.wants(to_state):
+    report = report_of(delivery, to_state, now, reason)
+    if report is None:
         return None
-    payload = {
-        "reason": reason,
-        "error": delivery.error,
-        "recipient": delivery.recipient,
-        "device": str(delivery.device),
-        "upstream_ids": list(delivery.upstream_ids),
-        "attempts": delivery.attempts,
-        "submitted_at": delivery.created_at.timestamp(),
-    }
+    payload, valid_until = report
     at = now.timestamp()
-    keep = max(delivery.valid_until, now + REPORT_MIN_KEEP).timestamp()
+    keep = valid_until.timestamp()
     return (
         OutboxKind.REPORT.value,
         delivery.origin.value,

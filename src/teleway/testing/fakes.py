@@ -29,6 +29,7 @@ from teleway.core.model import (
     OutboxItem,
     OutboxKind,
     OutboxStatus,
+    report_of,
 )
 from teleway.core.ports import Lease, StoreUnavailable
 from teleway.core.signal import OutboxSignal
@@ -382,8 +383,10 @@ class InMemoryOutbox:
         return item_id
 
     def report(self, delivery: Delivery, now: datetime, reason: str) -> None:
-        if delivery.origin is Origin.CLI or not delivery.report.wants(delivery.state):
+        report = report_of(delivery, delivery.state, now, reason)
+        if report is None:
             return
+        payload, valid_until = report
         self._new(
             kind=OutboxKind.REPORT,
             origin=delivery.origin,
@@ -391,17 +394,9 @@ class InMemoryOutbox:
             message_id=delivery.message_id,
             delivery_id=delivery.id,
             state=delivery.state,
-            payload={
-                "reason": reason,
-                "error": delivery.error,
-                "recipient": delivery.recipient,
-                "device": str(delivery.device),
-                "upstream_ids": list(delivery.upstream_ids),
-                "attempts": delivery.attempts,
-                "submitted_at": delivery.created_at.timestamp(),
-            },
+            payload=payload,
             next_attempt_at=now,
-            valid_until=max(delivery.valid_until, now + timedelta(days=1)),
+            valid_until=valid_until,
             created_at=now,
             updated_at=now,
         )
