@@ -33,7 +33,6 @@ from teleway.core.model import (
 from teleway.core.signal import OutboxSignal
 from teleway.store import tables
 from teleway.store.engine import Database
-from teleway.store.rows import OUTBOX_COLUMNS  # noqa: F401 (the order report_row follows)
 from teleway.store.writer import Writer
 
 _o = tables.outbox
@@ -43,7 +42,7 @@ MAX_LEASE = 500
 def report_row(
     delivery: Delivery, to_state: DeliveryState, now: datetime, reason: str
 ) -> tuple[Any, ...] | None:
-    """The outbox row (OUTBOX_COLUMNS order, driver values) reporting that `delivery` reached
+    """The outbox row (`store.rows.OUTBOX_COLUMNS` order, driver values) reporting that `delivery` reached
     `to_state`, or None when nobody asked to be told. Messages typed at the CLI have nobody to
     report to."""
     report = report_of(delivery, to_state, now, reason)
