@@ -79,6 +79,17 @@ class Lease:
     message: Message | None = None  # the delivery's message, read in the same transaction
 
 
+@dataclass(frozen=True, kw_only=True)
+class Release:
+    """One release of `WorkQueue.release_many`: the arguments of one `WorkQueue.release`."""
+
+    delivery_id: str
+    reason: str
+    upstream_ids: Sequence[str] = ()
+    channel: str | None = None
+    wait_until: datetime | None = None
+
+
 class WorkQueue(Protocol):
     """The durable queue of deliveries. No delivery is ever leased to two workers at once."""
 
@@ -131,6 +142,14 @@ class WorkQueue(Protocol):
         """Keep the delivery IN_FLIGHT but give up the worker's lease: it has been handed to a
         channel that reports the outcome later (e.g. an SMSC receipt). `wait_until` (default:
         valid_until) is when `expire_due` gives up on the outcome."""
+        ...
+
+    async def release_many(
+        self, releases: Sequence[Release], *, worker: str, now: datetime
+    ) -> list[Delivery | None]:
+        """`release` for several deliveries of one worker in one write (one transaction): the
+        same rows, events and reports as calling `release` for each, in order. Result i is what
+        `release` would have returned for `releases[i]` (None: lease lost, unknown id)."""
         ...
 
     async def expire_due(self, *, now: datetime, limit: int = 1000) -> list[Delivery]:

@@ -25,13 +25,19 @@ A *released* delivery (`release()`: handed to an upstream that reports the outco
 IN_FLIGHT with no lease owner; its `next_attempt_at` then holds the time `expire_due` gives up
 waiting for the outcome. It is never leased again; `transition()` without `worker` (a receipt)
 moves it on.
+
+`release_many()` is the dispatcher's hot path (one release per submitted SMS): N releases of one
+worker become one job of a few driver-level statements (one locked read of the N rows, one
+multi-row conditional UPDATE, one multi-row upsert of the upstream ids), because SQLAlchemy's
+per-statement overhead, not SQLite, was most of the writer thread's time per release.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from functools import cache, partial
 from typing import Any
 
@@ -40,12 +46,12 @@ from sqlalchemy.engine import Connection
 
 from teleway.core.lifecycle import InvalidTransition, sources_of
 from teleway.core.model import FINAL_STATES, Delivery, DeliveryState, Device
-from teleway.core.ports import Lease
+from teleway.core.ports import Lease, Release
 from teleway.store import tables
 from teleway.store.engine import Database
 from teleway.store.messages import merge_ids, record_upstream_ids
 from teleway.store.outbox import report_row
-from teleway.store.rows import delivery_from_row, message_from_row
+from teleway.store.rows import DELIVERY_COLUMNS, delivery_from_row, message_from_row
 from teleway.store.writer import EventRows, WorkSignal, Writer
 
 S = DeliveryState
@@ -276,6 +282,17 @@ class SqlWorkQueue:
         )
         return await self._writer.write_logged(partial(self._change, change))
 
+    async def release_many(
+        self, releases: Sequence[Release], *, worker: str, now: datetime
+    ) -> list[Delivery | None]:
+        """See `core.ports.WorkQueue.release_many`: one writer item, a few statements for all."""
+        if not releases:
+            return []
+        postgres = self._db.is_postgresql
+        return await self._writer.write_logged(
+            partial(_release_rows, list(releases), worker, now, postgres)
+        )
+
     def _change(
         self, change: _Change, connection: Connection, events: EventRows
     ) -> Delivery | None:
@@ -430,3 +447,188 @@ def _event(
         to_state.value,
         reason,
     )
+
+
+# ---- release_many: driver-level SQL ----------------------------------------------------------
+# Values go to and come from the driver as tables.py's types store them: times as epoch seconds,
+# JSON as text (sqlite3) or as decoded by SQLAlchemy's asyncpg codec (PostgreSQL).
+
+_COLUMNS = ", ".join(DELIVERY_COLUMNS)
+_TIME_COLUMNS = tuple(
+    i
+    for i, name in enumerate(DELIVERY_COLUMNS)
+    if name in {"next_attempt_at", "valid_until", "lease_expires_at", "created_at", "updated_at"}
+)
+_UPSTREAM_IDS = DELIVERY_COLUMNS.index("upstream_ids")
+_SELECT_SQLITE = f"SELECT {_COLUMNS} FROM deliveries WHERE id IN (SELECT value FROM json_each(?))"
+# locked in id order: concurrent writers of overlapping rows take the locks in the same order
+_SELECT_POSTGRES = (
+    f"SELECT {_COLUMNS} FROM deliveries WHERE id = ANY($1::varchar[]) ORDER BY id FOR UPDATE"
+)
+_UPDATE_POSTGRES = (
+    "UPDATE deliveries AS d SET lease_owner = NULL, lease_expires_at = NULL, updated_at = $1, "
+    "next_attempt_at = v.next_attempt_at, channel = v.channel, upstream_ids = v.upstream_ids::json "
+    "FROM unnest($4::varchar[], $5::float8[], $6::varchar[], $7::text[]) "
+    "AS v(id, next_attempt_at, channel, upstream_ids) "
+    "WHERE d.id = v.id AND d.state = $2 AND d.lease_owner = $3 RETURNING d.id"
+)
+_REFS_SET = (
+    "ON CONFLICT (upstream_id) DO UPDATE SET delivery_id = excluded.delivery_id, "
+    "part = excluded.part, state = excluded.state, created_at = excluded.created_at, "
+    "updated_at = excluded.updated_at"
+)
+_REFS_POSTGRES = (
+    "INSERT INTO upstream_refs (upstream_id, delivery_id, part, state, created_at, updated_at) "
+    "SELECT v.upstream_id, v.delivery_id, v.part, NULL, $4::float8, NULL "
+    "FROM unnest($1::varchar[], $2::varchar[], $3::int[]) AS v(upstream_id, delivery_id, part) "
+    + _REFS_SET
+)
+_SQLITE_CHUNK = 256  # rows in one multi-row statement at most (powers of two: few statements)
+
+
+@cache
+def _update_sqlite(rows: int) -> str:
+    """The conditional UPDATE of `rows` releases: (id, next_attempt_at, channel, upstream_ids)
+    per row after (updated_at), then (state, worker) for the condition."""
+    values = ", ".join(["(?, ?, ?, ?)"] * rows)
+    return (
+        "UPDATE deliveries SET lease_owner = NULL, lease_expires_at = NULL, updated_at = ?, "
+        "next_attempt_at = v.column2, channel = v.column3, upstream_ids = v.column4 "
+        f"FROM (VALUES {values}) AS v "
+        "WHERE deliveries.id = v.column1 AND deliveries.state = ? AND deliveries.lease_owner = ? "
+        "RETURNING deliveries.id"
+    )
+
+
+@cache
+def _refs_sqlite(rows: int) -> str:
+    values = ", ".join(["(?, ?, ?, NULL, ?, NULL)"] * rows)
+    return (
+        "INSERT INTO upstream_refs (upstream_id, delivery_id, part, state, created_at, updated_at) "
+        f"VALUES {values} " + _REFS_SET
+    )
+
+
+def _chunks(rows: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
+    """Runs of `rows` of power-of-two lengths (at most _SQLITE_CHUNK): few distinct statements
+    for sqlite3's statement cache."""
+    chunks = []
+    start = 0
+    while start < len(rows):
+        size = 1 << (min(len(rows) - start, _SQLITE_CHUNK).bit_length() - 1)
+        chunks.append(rows[start : start + size])
+        start += size
+    return chunks
+
+
+def _at(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _delivery_from_values(values: Sequence[Any]) -> Delivery:
+    """A Delivery from a raw row in DELIVERY_COLUMNS order."""
+    row = dict(zip(DELIVERY_COLUMNS, values, strict=True))
+    for index in _TIME_COLUMNS:
+        name = DELIVERY_COLUMNS[index]
+        value = values[index]
+        row[name] = None if value is None else _at(value)
+    ids = values[_UPSTREAM_IDS]
+    row["upstream_ids"] = json.loads(ids) if isinstance(ids, str) else ids
+    return delivery_from_row(row)
+
+
+def _release_rows(
+    releases: list[Release],
+    worker: str,
+    now: datetime,
+    postgres: bool,
+    connection: Connection,
+    events: EventRows,
+) -> list[Delivery | None]:
+    """The job of `release_many`: read the rows (locked), decide each release in order as
+    `release` would (a delivery released earlier in the batch has no lease any more), then one
+    conditional UPDATE for all, the events of the rows it changed and their upstream ids."""
+    ids = list(dict.fromkeys(r.delivery_id for r in releases))
+    if postgres:
+        read = connection.exec_driver_sql(_SELECT_POSTGRES, (ids,))
+    else:
+        read = connection.exec_driver_sql(_SELECT_SQLITE, (json.dumps(ids),))
+    current = {row[0]: _delivery_from_values(row) for row in read}
+    stamp = now.timestamp()
+    updated_at = _at(stamp)  # as the database returns it
+    decided: list[Delivery | None] = []
+    for r in releases:
+        old = current.get(r.delivery_id)
+        if old is None or old.state is not S.IN_FLIGHT or old.lease_owner != worker:
+            decided.append(None)
+            continue
+        new = replace(
+            old,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=updated_at,
+            next_attempt_at=(
+                old.valid_until if r.wait_until is None else _at(r.wait_until.timestamp())
+            ),
+            channel=old.channel if r.channel is None else r.channel,
+            upstream_ids=(
+                tuple(merge_ids(old.upstream_ids, r.upstream_ids))
+                if r.upstream_ids
+                else old.upstream_ids
+            ),
+        )
+        current[r.delivery_id] = new
+        decided.append(new)
+    # the final values of each delivery released (a delivery twice in the batch: its last)
+    finals = {d.id: d for d in decided if d is not None}
+    if not finals:
+        return decided
+    rows = [
+        (d.id, d.next_attempt_at.timestamp(), d.channel, json.dumps(list(d.upstream_ids)))
+        for d in finals.values()
+    ]
+    changed: set[str] = set()
+    if postgres:
+        columns = list(zip(*rows, strict=True))
+        result = connection.exec_driver_sql(
+            _UPDATE_POSTGRES,
+            (stamp, S.IN_FLIGHT.value, worker, *(list(column) for column in columns)),
+        )
+        changed.update(row[0] for row in result)
+    else:
+        for chunk in _chunks(rows):
+            parameters = (stamp, *(v for row in chunk for v in row), S.IN_FLIGHT.value, worker)
+            result = connection.exec_driver_sql(_update_sqlite(len(chunk)), parameters)
+            changed.update(row[0] for row in result)
+    # upstream id -> (delivery, part), numbered as record_upstream_ids does; an id given twice
+    # in the batch ends with the last delivery it was given for, as N single upserts leave it
+    refs: dict[str, tuple[str, int]] = {}
+    results: list[Delivery | None] = []
+    for r, delivery in zip(releases, decided, strict=True):
+        if delivery is None or delivery.id not in changed:  # cannot happen: rows are locked
+            results.append(None)
+            continue
+        results.append(delivery)
+        events.append(_event(r.delivery_id, now, S.IN_FLIGHT, S.IN_FLIGHT, r.reason))
+        for part, upstream_id in enumerate(dict.fromkeys(r.upstream_ids), start=1):
+            refs.pop(upstream_id, None)
+            refs[upstream_id] = (r.delivery_id, part)
+    if refs:
+        if postgres:
+            connection.exec_driver_sql(
+                _REFS_POSTGRES,
+                (
+                    list(refs),
+                    [delivery_id for delivery_id, _ in refs.values()],
+                    [part for _, part in refs.values()],
+                    stamp,
+                ),
+            )
+        else:
+            ref_rows = [(u, d, part, stamp) for u, (d, part) in refs.items()]
+            for chunk in _chunks(ref_rows):
+                connection.exec_driver_sql(
+                    _refs_sqlite(len(chunk)), tuple(v for row in chunk for v in row)
+                )
+    # a release stays IN_FLIGHT -> IN_FLIGHT: no state change to report (see _change)
+    return results

@@ -31,7 +31,7 @@ from teleway.core.model import (
     OutboxStatus,
     report_of,
 )
-from teleway.core.ports import Lease, StoreUnavailable
+from teleway.core.ports import Lease, Release, StoreUnavailable
 from teleway.core.signal import OutboxSignal
 
 S = DeliveryState
@@ -291,6 +291,29 @@ class InMemoryStore:
         new = self._record(new, upstream_ids)
         self._store(old, new, now, reason)
         return new
+
+    async def release_many(
+        self, releases: Sequence[Release], *, worker: str, now: datetime
+    ) -> list[Delivery | None]:
+        await self._writing()
+        results: list[Delivery | None] = []
+        for r in releases:  # one write: a failing store refused all of them above
+            old = self.deliveries.get(r.delivery_id)
+            if old is None or old.state is not S.IN_FLIGHT or old.lease_owner != worker:
+                results.append(None)
+                continue
+            new = old.evolve(
+                lease_owner=None,
+                lease_expires_at=None,
+                next_attempt_at=r.wait_until or old.valid_until,
+                updated_at=now,
+            )
+            if r.channel is not None:
+                new = new.evolve(channel=r.channel)
+            new = self._record(new, r.upstream_ids)
+            self._store(old, new, now, r.reason)
+            results.append(new)
+        return results
 
     async def expire_due(self, *, now: datetime, limit: int = 1000) -> list[Delivery]:
         await self._writing()
