@@ -39,7 +39,7 @@ from teleway.core.outcome import (
     Submitted,
     TemporaryFailure,
 )
-from teleway.core.ports import StoreUnavailable
+from teleway.core.ports import Release, StoreUnavailable
 from teleway.core.retry import RetryPolicy
 from teleway.runtime.metrics import Metrics
 from teleway.runtime.workers import Dispatcher, Sweeper
@@ -141,9 +141,9 @@ async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> Non
 
 @contextlib.asynccontextmanager
 async def dispatching(
-    script: Script, *, concurrency: int = 8, **channel: Any
+    script: Script, *, concurrency: int = 8, store: InMemoryStore | None = None, **channel: Any
 ) -> AsyncIterator[Rig]:
-    store = InMemoryStore()
+    store = store or InMemoryStore()
     clock = FakeClock(START)
     metrics = Metrics()
     chan = ScriptedChannel(script=script, **channel)
@@ -539,3 +539,91 @@ async def test_sweeper_expires_and_reports_queue_depth() -> None:
     await asyncio.sleep(0.03)
     sweeper.stop()
     await asyncio.wait_for(task, 5)
+
+
+# ---- releases batched per event-loop turn ---------------------------------------------------
+
+
+class CountingStore(InMemoryStore):
+    """Remembers the size of every release_many call; `release` must not be used any more."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+
+    async def release_many(
+        self, releases: Any, *, worker: str, now: datetime
+    ) -> list[Delivery | None]:
+        self.batches.append([r.delivery_id for r in releases])
+        return await super().release_many(releases, worker=worker, now=now)
+
+    async def release(self, *args: Any, **kwargs: Any) -> Delivery | None:
+        raise AssertionError("the dispatcher releases through release_many")
+
+
+async def test_submissions_of_one_turn_are_released_with_one_write() -> None:
+    store = CountingStore()
+    gate = asyncio.Event()
+    async with dispatching(
+        lambda d: Submitted(upstream_ids=(f"u-{d.id}",), channel="sms", detail="sent"),
+        store=store,
+        gate=gate,
+    ) as rig:
+        ids = await rig.submit(5)
+        await eventually(lambda: rig.channel.running == 5)
+        gate.set()  # the five sends return in the same turn
+        await eventually(lambda: all(rig.delivery(i).upstream_ids for i in ids))
+        assert len(store.batches) == 1 and sorted(store.batches[0]) == sorted(ids)
+        for delivery_id in ids:
+            d = rig.delivery(delivery_id)
+            assert d.state is S.IN_FLIGHT and d.upstream_ids == (f"u-{delivery_id}",)
+            assert rig.transitions(delivery_id)[-1] == (S.IN_FLIGHT, S.IN_FLIGHT)
+        assert rig.sample("teleway_delivery_attempts_total", channel="sms", result="Submitted") == 5
+        # a lone delivery later is released on its own, without waiting for company
+        (lone,) = await rig.submit(1)
+        await eventually(lambda: rig.delivery(lone).upstream_ids != (), timeout=2)
+        assert store.batches[1:] == [[lone]]
+
+
+async def test_release_batch_failure_fails_each_attempt_and_keeps_the_leases(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = CountingStore()
+    gate = asyncio.Event()
+    async with dispatching(
+        lambda d: Submitted(upstream_ids=("x",), channel="sms"), store=store, gate=gate
+    ) as rig:
+        ids = await rig.submit(3)
+        await eventually(lambda: rig.channel.running == 3)
+        store.fail_writes = StoreUnavailable("database down")
+        with caplog.at_level(logging.ERROR, logger="teleway.dispatch"):
+            gate.set()
+            await eventually(lambda: rig.channel.running == 0 and len(store.batches) == 1)
+            await eventually(lambda: caplog.text.count("attempt not recorded") == 3)
+        for delivery_id in ids:  # still leased: taken again when the lease expires
+            assert rig.delivery(delivery_id).lease_owner == "w1"
+        store.fail_writes = None
+
+
+async def test_release_batch_keeps_each_result_apart() -> None:
+    """A lease lost in the middle of a batch is that delivery's None, not its neighbours'."""
+    store = CountingStore()
+    gate = asyncio.Event()
+    async with dispatching(
+        lambda d: Submitted(upstream_ids=(f"u-{d.id}",), channel="sms"), store=store, gate=gate
+    ) as rig:
+        ids = await rig.submit(3)
+        await eventually(lambda: rig.channel.running == 3)
+        # the middle one's lease is taken over meanwhile
+        stolen = rig.delivery(ids[1]).evolve(lease_owner="w2")
+        store.deliveries[ids[1]] = stolen
+        gate.set()
+        await eventually(lambda: rig.delivery(ids[0]).upstream_ids != ())
+        await eventually(lambda: rig.delivery(ids[2]).upstream_ids != ())
+        assert rig.delivery(ids[1]).lease_owner == "w2"
+        assert rig.delivery(ids[1]).upstream_ids == ()
+        assert len(store.batches) == 1 and sorted(store.batches[0]) == sorted(ids)
+
+
+def test_release_is_the_port_type() -> None:
+    assert Release(delivery_id="d", reason="r").upstream_ids == ()

@@ -1,7 +1,9 @@
 """The workers that move deliveries through their life.
 
 `Dispatcher` leases due deliveries from the durable queue and hands each to the channel for its
-device; `Outcomes` applies what channels report later (receipts); `Sweeper` expires deliveries
+device; the deliveries submitted during one event-loop turn are released together (one
+`WorkQueue.release_many`: one store write instead of one per delivery; a lone one waits only for
+the end of that turn); `Outcomes` applies what channels report later (receipts); `Sweeper` expires deliveries
 whose validity ended and refreshes the queue-depth gauge. A crash at any point loses nothing:
 a leased delivery whose worker died is leased again when the lease expires.
 """
@@ -26,7 +28,7 @@ from teleway.core.outcome import (
     Submitted,
     TemporaryFailure,
 )
-from teleway.core.ports import Clock, Lease, MessageStore, WorkQueue
+from teleway.core.ports import Clock, Lease, MessageStore, Release, WorkQueue
 from teleway.core.retry import RetryPolicy
 from teleway.runtime.logs import log
 from teleway.runtime.metrics import Metrics
@@ -87,6 +89,9 @@ class Dispatcher:
         self._slot_free = asyncio.Event()
         self._run_done = asyncio.Event()  # set while run() is not running
         self._run_done.set()
+        # releases asked for during this event-loop turn, stored together at its end
+        self._releasing: list[tuple[Release, asyncio.Future[Delivery | None]]] = []
+        self._release_tasks: set[asyncio.Task[None]] = set()
 
     def _channel_for(self, delivery: Delivery) -> Channel | None:
         for channel in self.channels:
@@ -203,13 +208,13 @@ class Dispatcher:
         kind = type(outcome).__name__
         self.metrics.attempts.labels(outcome.channel, kind).inc()
         if isinstance(outcome, Submitted):
-            result = await q.release(
-                delivery.id,
-                worker=self.worker,
-                now=now,
-                channel=outcome.channel,
-                upstream_ids=outcome.upstream_ids,
-                reason=outcome.detail or f"submitted to {outcome.channel}",
+            result = await self._release(
+                Release(
+                    delivery_id=delivery.id,
+                    channel=outcome.channel,
+                    upstream_ids=outcome.upstream_ids,
+                    reason=outcome.detail or f"submitted to {outcome.channel}",
+                )
             )
             if result is not None and logger.isEnabledFor(logging.INFO):
                 log(
@@ -277,6 +282,43 @@ class Dispatcher:
                 delivery=delivery.id,
                 outcome=kind,
             )
+
+    async def _release(self, release: Release) -> Delivery | None:
+        """Release with the others of this event-loop turn (see `_release_batch`)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Delivery | None] = loop.create_future()
+        self._releasing.append((release, future))
+        if len(self._releasing) == 1:
+            loop.call_soon(self._start_release_batch)
+        return await future
+
+    def _start_release_batch(self) -> None:
+        batch, self._releasing = self._releasing, []
+        task = asyncio.create_task(self._release_batch(batch))
+        self._release_tasks.add(task)
+        task.add_done_callback(self._release_tasks.discard)
+
+    async def _release_batch(
+        self, batch: list[tuple[Release, asyncio.Future[Delivery | None]]]
+    ) -> None:
+        """One `release_many` for the releases of one turn. Each caller gets its own result,
+        or the store's error (its attempt is then retried when the lease expires)."""
+        try:
+            results = await self.queue.release_many(
+                [release for release, _ in batch], worker=self.worker, now=self.clock.now()
+            )
+        except asyncio.CancelledError:  # the loop is closing: nobody waits forever
+            for _, future in batch:
+                future.cancel()
+            raise
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():  # its attempt may have been cancelled meanwhile
+                future.set_result(result)
 
     def _final(self, delivery: Delivery | None, channel: str, reason: str) -> None:
         if delivery is None:
