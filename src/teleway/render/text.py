@@ -127,8 +127,15 @@ def normalise_whitespace(text: str) -> str:
     for every character. Line breaks between paragraphs stay (handsets show them)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = text.replace("\u200b", "").replace("\ufeff", "").replace("\xa0", " ")
-    lines = (re.sub(r"[ \t\f\v]+", " ", line).strip() for line in text.split("\n"))
+    if "  " in text or "\t" in text or "\f" in text or "\v" in text:
+        text = _BLANK_RUN.sub(" ", text)
+    lines = (line.strip() for line in text.split("\n"))
     return "\n".join(line for line in lines if line)
+
+
+# a run of blanks that is not already a single space; the regular expression engine costs
+# ~30 ns a character, so text with single spaces only (most of it) is not given to it at all
+_BLANK_RUN = re.compile(r"[ \t\f\v]{2,}|[\t\f\v]")
 
 
 def one_line(text: str) -> str:
