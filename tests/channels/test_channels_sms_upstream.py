@@ -348,3 +348,58 @@ async def test_several_binds_share_the_submits() -> None:
             assert sim.stats.binds == 2 and sim.stats.submits == 4
     finally:
         await sim.stop()
+
+
+async def test_throughput_limit_counts_each_submit_once_when_the_window_is_full() -> None:
+    """More submits than window slots: each is counted by the limiter once, when it goes out
+    (a submit let through by the limiter that then found the window full used to wait for a
+    slot and be counted again: the limit was under-used), and the limit still holds."""
+    sim = TimedSimulator(sim_settings())
+    await sim.start()
+    try:
+        async with running(upstream_settings(sim.port, throughput=20, window=2)) as upstream:
+            assert await upstream.wait_bound(5)
+            paced = 0
+            pace = upstream._pace
+
+            async def counting_pace() -> None:
+                nonlocal paced
+                await pace()
+                paced += 1
+
+            upstream._pace = counting_pace  # type: ignore[method-assign]
+            results = await asyncio.gather(*(upstream.submit_parts([part(n)]) for n in range(30)))
+            assert all(r[0].command_status == 0 for r in results)
+    finally:
+        await sim.stop()
+    assert paced == 30
+    times = sim.submit_times
+    assert len(times) == 30
+    for i in range(len(times) - 20):
+        assert times[i + 20] - times[i] >= 1.0 - 0.02, i
+
+
+async def test_throughput_limit_lets_a_due_group_go_together() -> None:
+    """Submits waiting for the limit are let go by one timer, all those the limit allows at
+    once (not one per event-loop turn), in the order they came."""
+    sim = TimedSimulator(sim_settings())
+    await sim.start()
+    try:
+        async with running(upstream_settings(sim.port, throughput=5, window=20)) as upstream:
+            assert await upstream.wait_bound(5)
+            order: list[int] = []
+
+            async def one(n: int) -> None:
+                await upstream._pace()
+                order.append(n)
+
+            await asyncio.gather(*(one(n) for n in range(5)))  # the first second's five
+            started = time.monotonic()
+            waiting = [asyncio.create_task(one(n)) for n in range(5, 10)]
+            await asyncio.sleep(0)
+            assert len(upstream._pace_waiters) == 5 and order == [0, 1, 2, 3, 4]
+            await asyncio.gather(*waiting)
+            assert order == list(range(10))
+            assert time.monotonic() - started >= 0.9  # the next second's five, not before
+    finally:
+        await sim.stop()
