@@ -127,7 +127,7 @@ def _header_text(value: object) -> str:
     """A header value as text: RFC 2047 encoded words decoded, raw 8-bit bytes (not encoded,
     as some mailers send) read as UTF-8, else Windows-1252."""
     text = str(value)
-    if any("\udc80" <= ch <= "\udcff" for ch in text):
+    if not text.isascii() and any("\udc80" <= ch <= "\udcff" for ch in text):
         raw = text.encode("utf-8", errors="surrogateescape")
         try:
             text = raw.decode("utf-8")

@@ -140,4 +140,7 @@ _BLANK_RUN = re.compile(r"[ \t\f\v]{2,}|[\t\f\v]")
 
 def one_line(text: str) -> str:
     """A header value on one line (subjects folded by the sender's mailer)."""
-    return re.sub(r"\s+", " ", text).strip()
+    return _SPACE_RUN.sub(" ", text).strip()
+
+
+_SPACE_RUN = re.compile(r"\s+")
