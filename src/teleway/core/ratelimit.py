@@ -18,14 +18,18 @@ class SlidingWindow:
         self.per = per
         self._times: deque[float] = deque()
 
-    def delay(self, now: float) -> float:
-        """Seconds to wait before the next event is allowed (0 when allowed now)."""
+    def delay(self, now: float, pending: int = 0) -> float:
+        """Seconds to wait before the next event is allowed (0 when allowed now). `pending`:
+        events already allowed that will be recorded at `now` or later."""
         while self._times and now - self._times[0] >= self.per:
             self._times.popleft()
-        if len(self._times) < self.limit:
+        over = len(self._times) + pending - self.limit  # >= 0: this many must leave first
+        if over < 0:
             return 0.0
+        if over >= len(self._times):  # the pending ones alone fill the window: ask again later
+            return self.per
         # never 0 here: rounding can make the difference vanish while the oldest is still inside
-        return max(self._times[0] + self.per - now, 1e-9)
+        return max(self._times[over] + self.per - now, 1e-9)
 
     def record(self, now: float) -> None:
         self._times.append(now)

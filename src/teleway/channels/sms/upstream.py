@@ -123,6 +123,7 @@ class Upstream:
         # submits waiting for the limiter, in arrival order, and the timer that lets them go
         self._pace_waiters: deque[asyncio.Future[None]] = deque()
         self._pace_timer: asyncio.TimerHandle | None = None
+        self._pace_admitted = 0  # let go by the timer, not yet resumed (recorded then)
         # a paced submit must find a window slot once the limiter let it go: otherwise it waits
         # for a slot and is paced (counted) again, and the limit is under-used
         self._window_slots: dict[SmppLink, asyncio.Semaphore] = {}
@@ -263,7 +264,9 @@ class Upstream:
         Waiting submits queue in order; one timer lets go, in one callback, every submit the
         limit allows at that moment. (Handing a lock from one waiter to the next took an
         event-loop turn per submit: a second's worth due at once went out late, and the sliding
-        window carried that lateness into every following second: 2 % under the limit.)"""
+        window carried that lateness into every following second: 2 % under the limit.) Each
+        is recorded when it resumes, right before it is written: the limit holds for the times
+        submits leave, not the times they were let go."""
         while (pause := self._paused_until - time.monotonic()) > 0:
             await asyncio.sleep(pause)
         limiter = self._limiter
@@ -271,14 +274,27 @@ class Upstream:
             return
         if not self._pace_waiters:
             now = time.monotonic()
-            if limiter.delay(now) == 0:
+            if limiter.delay(now, self._pace_admitted) == 0:
                 limiter.record(now)
                 return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pace_waiters.append(future)
         if self._pace_timer is None:
             self._let_through()
-        await future
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():  # let go, but will not send
+                self._pace_admitted -= 1
+                if self._pace_timer is None:
+                    self._let_through()
+            raise
+        self._pace_admitted -= 1
+        limiter.record(time.monotonic())
+        if not self._pace_admitted and self._pace_waiters:  # the timer counted on these
+            if self._pace_timer is not None:
+                self._pace_timer.cancel()
+            self._let_through()
 
     def _let_through(self) -> None:
         """Let the waiting submits the limit allows now go (counted now); wake again when the
@@ -292,11 +308,11 @@ class Upstream:
             if waiters[0].done():  # its submit was cancelled while waiting
                 waiters.popleft()
                 continue
-            wait = limiter.delay(now)
+            wait = limiter.delay(now, self._pace_admitted)
             if wait > 0:
                 self._pace_timer = asyncio.get_running_loop().call_later(wait, self._let_through)
                 return
-            limiter.record(now)
+            self._pace_admitted += 1
             waiters.popleft().set_result(None)
 
     async def submit_parts(
