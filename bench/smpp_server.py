@@ -244,7 +244,7 @@ async def _serve_teleway(port: int, window: int, directory_path: str) -> None:
     from teleway.ingress.smpp_server import SmppServer, SmppServerSettings
     from teleway.runtime.acceptance import Acceptor
     from teleway.runtime.metrics import Metrics, SmppServerMetrics
-    from teleway.runtime.wiring import RandomIds, SystemClock
+    from teleway.runtime.wiring import RandomIds, SystemClock, settle_heap
     from teleway.store import open_store
     from teleway.store.directory import Directory
     from teleway.store.smpp_ops import SmppOperations
@@ -264,11 +264,13 @@ async def _serve_teleway(port: int, window: int, directory_path: str) -> None:
         SmppServerSettings(port=port, window=window, inactivity_timeout=None),
         directory=directory,
         accept=acceptor.accept,
+        accept_many=acceptor.accept_many,
         operations=SmppOperations(store.db, store.writer, store.queue),
         clock=clock,
         observer=SmppServerMetrics(metrics),
     )
     await server.start()
+    settle_heap()  # as `teleway serve` does once started
     print("ready", flush=True)
     await asyncio.Event().wait()
 
@@ -279,7 +281,7 @@ async def _accept_only(concurrency: int, seconds: float) -> None:
     from teleway.core.model import Content, Options, Origin, Recipient, Submission
     from teleway.runtime.acceptance import Acceptor
     from teleway.runtime.metrics import Metrics
-    from teleway.runtime.wiring import RandomIds, SystemClock
+    from teleway.runtime.wiring import RandomIds, SystemClock, settle_heap
     from teleway.store import open_store
     from teleway.store.directory import Directory
 
@@ -300,6 +302,7 @@ async def _accept_only(concurrency: int, seconds: float) -> None:
                 extra={"source_addr_ton": 1, "source_addr_npi": 1, "source_addr": "447911123456"},
             ),
         )
+        settle_heap()
         done = 0
         latencies: list[float] = []
         end = time.perf_counter() + seconds

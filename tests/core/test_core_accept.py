@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from teleway.core.accept import SubmissionRejected, accept
+from teleway.core.accept import SubmissionRejected, accept, accept_many
 from teleway.core.model import (
     Account,
     Content,
@@ -131,3 +131,40 @@ async def test_store_failure_is_not_an_acceptance() -> None:
         await accept(
             submission("+17816170000"), store=Down(), clock=FakeClock(), ids=SequentialIds()
         )
+
+
+async def test_accept_many_answers_each_and_stores_the_valid_together() -> None:
+    store, clock = InMemoryStore(), FakeClock()
+    batch = [
+        submission("+17816170000"),
+        submission("nonsense"),
+        submission("+17816170001", "+17816170002"),
+        submission("+17816170003", valid_until=clock.now() - timedelta(seconds=1)),
+    ]
+    results = await accept_many(batch, store=store, clock=clock, ids=SequentialIds())
+    ok, bad_number, two, expired = results
+    assert isinstance(bad_number, SubmissionRejected)
+    assert bad_number.problems[0].field == "recipients[0]"
+    assert isinstance(expired, SubmissionRejected)
+    assert expired.problems[0].field == "validity"
+    assert not isinstance(ok, SubmissionRejected) and not isinstance(two, SubmissionRejected)
+    assert two.recipients == ("+17816170001", "+17816170002")
+    assert len(store.messages) == 2  # the refused ones left nothing behind
+    for accepted in (ok, two):
+        deliveries = await store.deliveries_of(accepted.message_id)
+        assert [d.id for d in deliveries] == list(accepted.delivery_ids)
+        events = await store.events_of(deliveries[0].id)
+        assert [e.to_state for e in events] == [DeliveryState.ACCEPTED, DeliveryState.QUEUED]
+
+
+async def test_accept_many_store_failure_stores_none() -> None:
+    store = InMemoryStore()
+    store.fail_writes = StoreUnavailable("down")
+    with pytest.raises(StoreUnavailable):
+        await accept_many(
+            [submission("+17816170000"), submission("+17816170001")],
+            store=store,
+            clock=FakeClock(),
+            ids=SequentialIds(),
+        )
+    assert store.messages == {}

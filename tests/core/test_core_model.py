@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -26,6 +27,7 @@ from teleway.core.model import (
 )
 from teleway.core.numbers import InvalidNumber, normalise_number
 from teleway.core.retry import RetryPolicy
+from teleway.runtime.wiring import RandomIds
 
 
 @pytest.mark.parametrize(
@@ -64,6 +66,30 @@ def test_id_round_trips_timestamp(millis: int, entropy: bytes) -> None:
     assert len(ident) == 26
     assert id_millis(ident) == millis
     assert set(ident) <= set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+
+
+@given(st.lists(st.tuples(st.integers(0, (1 << 48) - 1), st.binary(min_size=10, max_size=10))))
+def test_id_is_the_crockford_base32_of_time_and_entropy(pairs: list[tuple[int, bytes]]) -> None:
+    """Against a plain digit-by-digit reference, whatever order of timestamps the per-millisecond
+    prefix cache sees."""
+    for millis, entropy in pairs:
+        value = (millis << 80) | int.from_bytes(entropy, "big")
+        digits = "".join(
+            "0123456789ABCDEFGHJKMNPQRSTVWXYZ"[(value >> (5 * n)) & 31] for n in range(25, -1, -1)
+        )
+        assert make_id(millis, entropy) == digits
+
+
+def test_random_ids_are_unique_across_threads() -> None:
+    ids = RandomIds()
+
+    def many() -> list[str]:
+        return [ids.new_id() for _ in range(5_000)]  # more than one entropy pool each
+
+    with ThreadPoolExecutor(4) as pool:
+        made = [i for chunk in pool.map(lambda _: many(), range(4)) for i in chunk]
+    assert len(set(made)) == len(made) == 20_000
+    assert all(len(i) == ID_LENGTH for i in made)
 
 
 def test_state_machine_table() -> None:

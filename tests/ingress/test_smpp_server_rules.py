@@ -187,9 +187,7 @@ async def test_submit_before_bind_and_unknown_command(rig: SmppRig) -> None:
 # ---- address rules ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("fields", "status"),
-    [
+FIELD_RULES: list[tuple[dict[str, Any], int]] = [
         ({"source_addr_ton": 2}, S.ESME_RINVSRCTON),  # numeric sender must be international
         ({"source_addr_ton": 0}, S.ESME_RINVSRCTON),
         ({"source_addr_ton": 7}, S.ESME_RINVSRCTON),  # reserved
@@ -217,13 +215,64 @@ async def test_submit_before_bind_and_unknown_command(rig: SmppRig) -> None:
             {"short_message": b"", "tlvs": (Tlv.octets(Tag.MESSAGE_PAYLOAD, b"x" * 600),)},
             S.ESME_ROK,
         ),
-    ],
-)
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fields", "status"), FIELD_RULES)
 async def test_submit_field_rules(rig: SmppRig, fields: dict[str, Any], status: int) -> None:
     response = await esme(rig, lambda c: c.request(sm(**fields)))
     assert response.command_status == status, response
     if status == S.ESME_ROK:
         assert await rig.store.messages.get_message(response.message_id) is not None
+
+
+def one_write(c: RawEsme, pdus: list[SubmitSm]) -> list[Any]:
+    """Send the PDUs in one write (the server reads them together) and return their
+    responses in the order sent (matched by sequence number)."""
+    first = c.sequence + 1
+    data = b""
+    for pdu in pdus:
+        c.sequence += 1
+        data += encode(pdu.replace(sequence_number=c.sequence))
+    c.send_raw(data)
+    responses = {r.sequence_number: r for r in (c.read() for _ in pdus)}
+    return [responses[first + n] for n in range(len(pdus))]
+
+
+async def test_a_window_read_at_once_is_checked_as_if_each_came_alone(tmp_path: Path) -> None:
+    """The server answers the submit_sm of one read together (one store write for the plain
+    ones): every rule still gives each request its own code, parts of a long message and
+    replace_if_present still take their own paths, and what was OK is stored."""
+    rig = await start_smpp_rig(tmp_path, window=64)
+    try:
+        assert rig.gateway.smpp is not None
+        real = rig.gateway.smpp.accept_many
+        assert real is not None
+        batches: list[int] = []
+
+        async def counting(submissions: Any) -> Any:
+            batches.append(len(submissions))
+            return await real(submissions)
+
+        rig.gateway.smpp.accept_many = counting
+        pdus = [sm(**fields) for fields, _ in FIELD_RULES]
+        pdus += [udh_part(7, 2, 2, "world"), udh_part(7, 2, 1, "hello "), sm(b"plain")]
+        pdus.append(sm(b"again", replace_if_present_flag=1))
+        expected = [status for _, status in FIELD_RULES] + [S.ESME_ROK] * 4
+        responses = await esme(rig, lambda c: one_write(c, pdus))
+        statuses = [r.command_status for r in responses]
+        assert statuses == expected
+        assert max(batches) > 1  # the plain ones went through one accept_many call
+        parts = {responses[n].message_id for n in (len(FIELD_RULES), len(FIELD_RULES) + 1)}
+        assert len(parts) == 1
+        joined = await rig.store.messages.get_message(parts.pop())
+        assert joined is not None and joined.content.text == "hello world"
+        for n, status in enumerate(expected):
+            if status == S.ESME_ROK:
+                stored = await rig.store.messages.get_message(responses[n].message_id)
+                assert stored is not None, n
+    finally:
+        await stop_smpp_rig(rig)
 
 
 async def test_ucs2_and_gsm_text_stored_as_unicode(rig: SmppRig) -> None:
@@ -566,7 +615,15 @@ async def test_window_beyond_limit_is_throttled(rig: SmppRig) -> None:
         await gate.wait()
         return await real(submission)
 
+    real_many = rig.gateway.smpp.accept_many
+    assert real_many is not None
+
+    async def slow_many(submissions: Any) -> Any:
+        await gate.wait()
+        return await real_many(submissions)
+
     rig.gateway.smpp.accept = slow
+    rig.gateway.smpp.accept_many = slow_many
     loop = asyncio.get_running_loop()
 
     def run(c: RawEsme) -> list[int]:
@@ -591,8 +648,12 @@ async def test_store_failure_is_never_ok(rig: SmppRig, error: Exception, status:
         raise error
 
     rig.gateway.smpp.accept = failing
+    rig.gateway.smpp.accept_many = failing
     response = await esme(rig, lambda c: c.request(sm()))
     assert response.command_status == status
+    # a window read at once: every plain submit_sm of it gets the same refusal
+    responses = await esme(rig, lambda c: one_write(c, [sm(b"a"), sm(b"b"), sm(b"c")]))
+    assert [r.command_status for r in responses] == [status] * 3
 
 
 # ---- TLS, shutdown --------------------------------------------------------------------------

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from store_helpers import Backend, build, submission, submit
 
 from teleway.core.accept import accept
-from teleway.core.model import Attachment, DeliveryState, Device, Options, ReportOn
+from teleway.core.model import (
+    Attachment,
+    Content,
+    DeliveryState,
+    Device,
+    Message,
+    Options,
+    Origin,
+    ReportOn,
+)
 from teleway.core.ports import StoreFull, StoreUnavailable
 from teleway.store import tables
-from teleway.store.rows import DELIVERY_COLUMNS, EVENT_COLUMNS, MESSAGE_COLUMNS
+from teleway.store.rows import DELIVERY_COLUMNS, EVENT_COLUMNS, MESSAGE_COLUMNS, message_values
 
 S = DeliveryState
 
@@ -183,6 +194,34 @@ async def test_full_store_fails_the_whole_batch_and_stores_nothing(backend: Back
     assert await submit(backend)
 
 
+async def test_add_messages_commits_them_together_or_none(backend: Backend) -> None:
+    """add_messages (an ingress's window read at once): all stored with their events in one
+    write; one refused row refuses the whole call, and spares concurrent callers."""
+    items = [build(backend, recipients=1 + n % 2) for n in range(5)]
+    await backend.messages.add_messages(items)
+    for message, deliveries, _ in items:
+        assert await backend.messages.get_message(message.id) is not None
+        for delivery in deliveries:
+            stored = await backend.messages.get_delivery(delivery.id)
+            assert stored is not None and stored.state is S.QUEUED
+            events = await backend.messages.events_of(delivery.id)
+            assert [e.to_state for e in events] == [S.ACCEPTED]  # as build() made them
+    (taken,) = await submit(backend)
+    refused = [build(backend), build(backend, delivery_ids=[taken]), build(backend)]
+    alone = build(backend)
+    results = await asyncio.gather(
+        backend.messages.add_messages(refused),
+        backend.messages.add_message(*alone),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], ValueError) and results[1] is None
+    for message, deliveries, _ in refused:
+        assert await backend.messages.get_message(message.id) is None
+        stored = await backend.messages.get_delivery(deliveries[0].id)
+        assert stored is None or (stored.id == taken and stored.message_id != message.id)
+    assert await backend.messages.get_message(alone[0].id) is not None
+
+
 async def test_delivery_must_belong_to_message(backend: Backend) -> None:
     _, deliveries, events = build(backend)
     other, _, _ = build(backend)
@@ -228,3 +267,27 @@ async def test_naive_times_are_refused(backend: Backend) -> None:
     with pytest.raises(ValueError):
         await backend.messages.add_message(message, [naive], events)
     assert await backend.messages.get_message(message.id) is None
+
+
+def test_options_json_is_remembered_by_value_and_type() -> None:
+    """The options column of ESMEs' repeated options is cached: equal-but-different values
+    (True == 1 == 1.0) and unhashable extras must still give their own JSON."""
+
+    def options_json(options: Options) -> Any:
+        message = Message(
+            id="m1",
+            account_id=1,
+            origin=Origin.SMPP,
+            submitter="esme",
+            content=Content(text="x"),
+            options=options,
+            created_at=datetime.now(UTC),
+        )
+        return json.loads(message_values(message)[MESSAGE_COLUMNS.index("options")])
+
+    for extra in ({"flag": True}, {"flag": 1}, {"flag": 1.0}, {"list": [1, 2]}, {}):
+        for _ in range(2):  # the second time from the cache
+            options = Options(sender_id="ACME", extra=dict(extra))
+            got = options_json(options)
+            assert got == json.loads(json.dumps(options.to_dict()))
+            assert type(got["extra"].get("flag")) is type(extra.get("flag"))

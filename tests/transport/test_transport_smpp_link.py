@@ -24,6 +24,7 @@ import smpplib.consts
 import smpplib.exceptions
 import smpplib.smpp
 
+from teleway.proto.smpp import decode, encode
 from teleway.proto.smpp.constants import CommandStatus, EsmClass
 from teleway.proto.smpp.errors import SmppError
 from teleway.proto.smpp.pdu import (
@@ -620,3 +621,73 @@ async def test_link_dead_when_keepalive_unanswered() -> None:
         assert link.closed
     finally:
         server.close()
+
+
+async def test_batch_handler_answers_the_requests_of_one_read_together() -> None:
+    """Requests `batchable` picks out of one read go to the batch handler in one call; its
+    answers go back by sequence number, one it defers with `answer_with` comes when ready,
+    and a batch handler that fails answers ESME_RSYSERR to each, never silence."""
+    batches: list[list[bytes]] = []
+    fail = False
+
+    async def later(pdu: Pdu) -> Pdu:
+        await asyncio.sleep(0.05)
+        return pdu.response(message_id="later")
+
+    async def batch(link: SmppLink, pdus: list[Pdu]) -> list[Pdu | None]:
+        batches.append([p.short_message for p in pdus])  # type: ignore[attr-defined]
+        if fail:
+            raise RuntimeError("batch handler bug")
+        answers: list[Pdu | None] = []
+        for pdu in pdus:
+            if pdu.short_message == b"wait":  # type: ignore[attr-defined]
+                link.answer_with(pdu, later(pdu))
+                answers.append(None)
+            else:
+                answers.append(pdu.response(message_id=pdu.short_message.decode()))  # type: ignore[attr-defined]
+        return answers
+
+    async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        session = Session(Role.SMSC, window=10, enquire_link_interval=None, now=time.monotonic())
+        link = SmppLink(
+            reader,
+            writer,
+            session,
+            handler=smsc_handler([]),
+            batch_handler=batch,
+            batchable=lambda pdu: isinstance(pdu, SubmitSm),
+        )
+        await link.run()
+
+    server = await asyncio.start_server(connected, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(encode(BindTransceiver(system_id=SYSTEM_ID, password=PASSWORD)))
+        bound = await read_pdu(reader)
+        assert bound.command_status == CommandStatus.ESME_ROK
+        texts = [b"one", b"wait", b"two", b"three"]
+        window = b"".join(
+            encode(SubmitSm(short_message=t, sequence_number=n)) for n, t in enumerate(texts, 2)
+        ) + encode(EnquireLink(sequence_number=9))
+        writer.write(window)
+        answers = {p.sequence_number: p for p in [await read_pdu(reader) for _ in range(5)]}
+        assert batches == [texts]
+        assert [answers[n].message_id for n in (2, 3, 4, 5)] == ["one", "later", "two", "three"]  # type: ignore[attr-defined]
+        assert answers[9].command_status == CommandStatus.ESME_ROK  # not a batch member
+        fail = True
+        writer.write(
+            b"".join(encode(SubmitSm(short_message=b"x", sequence_number=n)) for n in (10, 11))
+        )
+        failed = [await read_pdu(reader) for _ in range(2)]
+        assert {p.sequence_number for p in failed} == {10, 11}
+        assert {p.command_status for p in failed} == {CommandStatus.ESME_RSYSERR}
+        writer.close()
+    finally:
+        server.close()
+
+
+async def read_pdu(reader: asyncio.StreamReader) -> Pdu:
+    head = await asyncio.wait_for(reader.readexactly(4), 5)
+    (length,) = struct.unpack(">I", head)
+    return decode(head + await reader.readexactly(length - 4))

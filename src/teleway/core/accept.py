@@ -6,8 +6,9 @@ delivery per recipient are committed to the store.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from teleway.core.model import (
     Accepted,
@@ -20,7 +21,7 @@ from teleway.core.model import (
     Submission,
 )
 from teleway.core.numbers import InvalidNumber, normalise_number
-from teleway.core.ports import Clock, IdSource, MessageStore
+from teleway.core.ports import Clock, IdSource, MessageStore, NewMessage
 
 MAX_TEXT_CHARS = 64 * 1024  # longest text kept for one message (message_payload is 64 KiB)
 MAX_VALIDITY = timedelta(days=30)
@@ -92,8 +93,41 @@ async def accept(
     submission: Submission, *, store: MessageStore, clock: Clock, ids: IdSource
 ) -> Accepted:
     """Validate and durably commit a submission; return the ids the client is given."""
-    numbers = validate(submission)
+    message, deliveries, events, accepted = prepare(submission, clock.now(), ids)
+    await store.add_message(message, deliveries, events)
+    return accepted
+
+
+async def accept_many(
+    submissions: Sequence[Submission], *, store: MessageStore, clock: Clock, ids: IdSource
+) -> list[Accepted | SubmissionRejected]:
+    """`accept` for submissions an ingress has in hand together (a window of submit_sm read
+    at once), in one store write: for each, in order, its `Accepted` or the
+    `SubmissionRejected` saying why it was refused. The valid ones are committed together;
+    a store error (`StoreUnavailable`, `StoreFull`, ...) is raised and then none of them is
+    stored."""
     now = clock.now()
+    results: list[Accepted | SubmissionRejected] = []
+    batch: list[NewMessage] = []
+    for submission in submissions:
+        try:
+            message, deliveries, events, accepted = prepare(submission, now, ids)
+        except SubmissionRejected as exc:
+            results.append(exc)
+            continue
+        batch.append((message, deliveries, events))
+        results.append(accepted)
+    if batch:
+        await store.add_messages(batch)
+    return results
+
+
+def prepare(
+    submission: Submission, now: datetime, ids: IdSource
+) -> tuple[Message, list[Delivery], list[DeliveryEvent], Accepted]:
+    """Validate a submission and build what `accept` stores: the message, one delivery per
+    recipient (QUEUED, or scheduled) and their ACCEPTED and QUEUED events."""
+    numbers = validate(submission)
     options = submission.options
     valid_until = options.valid_until or now + timedelta(
         seconds=submission.account.settings.validity_seconds
@@ -159,9 +193,9 @@ async def accept(
                 reason=queued,
             )
         )
-    await store.add_message(message, deliveries, events)
-    return Accepted(
+    accepted = Accepted(
         message_id=message.id,
         delivery_ids=tuple(d.id for d in deliveries),
         recipients=tuple(numbers),
     )
+    return message, deliveries, events, accepted

@@ -10,7 +10,6 @@ _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 ID_LENGTH = 26
 # two digits per 10 bits: 13 table look-ups make the 26 digits of a 130-bit value
 _PAIRS = tuple(_ALPHABET[i >> 5] + _ALPHABET[i & 31] for i in range(1024))
-_SHIFTS = tuple(range(120, -1, -10))
 
 
 def make_id(millis: int, entropy: bytes) -> str:
@@ -19,9 +18,30 @@ def make_id(millis: int, entropy: bytes) -> str:
         raise ValueError("timestamp out of range")
     if len(entropy) != 10:
         raise ValueError("entropy must be 10 bytes")
-    value = (millis << 80) | int.from_bytes(entropy, "big")  # 2 zero bits lead the 130
+    # 2 zero bits + 48 bits of time are exactly the first 10 digits: ids made in the same
+    # millisecond share them, so they are computed once per millisecond
+    global _last_prefix
+    last_millis, prefix = _last_prefix
+    if millis != last_millis:
+        pairs = _PAIRS
+        prefix = "".join([pairs[(millis >> shift) & 1023] for shift in (40, 30, 20, 10, 0)])
+        _last_prefix = (millis, prefix)
+    value = int.from_bytes(entropy, "big")
     pairs = _PAIRS
-    return "".join([pairs[(value >> shift) & 1023] for shift in _SHIFTS])
+    return (
+        prefix
+        + pairs[value >> 70]
+        + pairs[(value >> 60) & 1023]
+        + pairs[(value >> 50) & 1023]
+        + pairs[(value >> 40) & 1023]
+        + pairs[(value >> 30) & 1023]
+        + pairs[(value >> 20) & 1023]
+        + pairs[(value >> 10) & 1023]
+        + pairs[value & 1023]
+    )
+
+
+_last_prefix: tuple[int, str] = (-1, "")  # one tuple, swapped whole: safe across threads
 
 
 def id_millis(identifier: str) -> int:

@@ -44,6 +44,10 @@ class StoreFull(StoreUnavailable):
     """The store refuses writes because a limit (disk, queue depth) is reached."""
 
 
+NewMessage = tuple[Message, Sequence[Delivery], Sequence[DeliveryEvent]]
+"""A message with its deliveries and their first events, as `accept()` builds them."""
+
+
 class MessageStore(Protocol):
     async def add_message(
         self,
@@ -56,6 +60,11 @@ class MessageStore(Protocol):
         Returns only once the commit is durable (group commit allowed). Raises StoreUnavailable
         or StoreFull; then nothing of the message is stored.
         """
+        ...
+
+    async def add_messages(self, batch: Sequence[NewMessage]) -> None:
+        """`add_message` for several messages committed together: all of them or none (the
+        same errors). For an ingress that has many requests in hand at once."""
         ...
 
     async def get_message(self, message_id: str) -> Message | None: ...

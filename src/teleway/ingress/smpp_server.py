@@ -30,7 +30,7 @@ import itertools
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -272,7 +272,22 @@ class _PartGroup:
         self.timer: asyncio.TimerHandle | None = None
 
 
+def _store_error(exc: StoreFull | StoreUnavailable) -> SmppError:
+    """A store that is full asks the ESME to retry later; one that is down is a system error."""
+    if isinstance(exc, StoreFull):
+        return SmppError(f"store full: {exc}", command_status=_S.ESME_RMSGQFUL)
+    return SmppError(f"store unavailable: {exc}", command_status=_S.ESME_RSYSERR)
+
+
+def _is_submit_sm(pdu: Pdu) -> bool:
+    return type(pdu) is SubmitSm
+
+
 AcceptFunction = Callable[[Submission], Awaitable[Accepted]]
+#: `runtime.acceptance.Acceptor.accept_many`: submissions read together, stored with one write.
+AcceptManyFunction = Callable[
+    [Sequence[Submission]], Awaitable[list[Accepted | SubmissionRejected]]
+]
 
 
 class SmppServer:
@@ -284,12 +299,16 @@ class SmppServer:
         accept: AcceptFunction,
         operations: SmppMessages,
         clock: Clock,
+        accept_many: AcceptManyFunction | None = None,
         observer: ServerObserver | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`accept_many`, when given, stores the plain submit_sm of one read (a window the ESME
+        sent at once) with one store write instead of one each."""
         self.settings = settings
         self.directory = directory
         self.accept = accept
+        self.accept_many = accept_many
         self.operations = operations
         self.clock = clock
         self.observer: ServerObserver = observer or _NoObserver()
@@ -369,6 +388,8 @@ class SmppServer:
             CoalescingWriter(writer),  # type: ignore[arg-type]  # the StreamWriter subset used
             session,
             handler=self._on_request,
+            batch_handler=self._on_requests if self.accept_many is not None else None,
+            batchable=_is_submit_sm if self.accept_many is not None else None,
             name="esme",
             clock=self.monotonic,
         )
@@ -423,20 +444,77 @@ class SmppServer:
     # ---- requests ------------------------------------------------------------------------
 
     async def _on_request(self, link: SmppLink, pdu: Pdu) -> Pdu | None:
+        return await self._answered(link, pdu, self._answer(link, pdu))
+
+    async def _answered(self, link: SmppLink, pdu: Pdu, answer: Awaitable[Pdu]) -> Pdu:
+        """The response `answer` gives, or the refusal its SmppError asks for; counted."""
         try:
-            response = await self._answer(link, pdu)
+            response = await answer
         except SmppError as exc:
-            response = pdu.response(command_status=exc.command_status)
-            level = logging.WARNING if exc.command_status == _S.ESME_RSYSERR else logging.INFO
-            _log(
-                level,
-                f"{pdu.command_name} refused",
-                peer=link.peer,
-                status=exc.status_name,
-                why=exc.message,
-            )
+            return self._refusal(link, pdu, exc)
         self.observer.request(pdu.command_name, response.command_status)
         return response
+
+    def _refusal(self, link: SmppLink, pdu: Pdu, exc: SmppError) -> Pdu:
+        response = pdu.response(command_status=exc.command_status)
+        level = logging.WARNING if exc.command_status == _S.ESME_RSYSERR else logging.INFO
+        _log(
+            level,
+            f"{pdu.command_name} refused",
+            peer=link.peer,
+            status=exc.status_name,
+            why=exc.message,
+        )
+        self.observer.request(pdu.command_name, response.command_status)
+        return response
+
+    async def _on_requests(self, link: SmppLink, pdus: list[Pdu]) -> list[Pdu | None]:
+        """The submit_sm of one read, answered together: each is checked as alone, the plain
+        ones (not a part of a concatenated message, no replace_if_present) are accepted with
+        one store write; the others are answered in their own task, as if they came alone."""
+        bind = self._binds.get(link)
+        if bind is None or self.accept_many is None:  # not bound: each gets its refusal
+            return [await self._on_request(link, pdu) for pdu in pdus]
+        responses: list[Pdu | None] = [None] * len(pdus)
+        plain: list[int] = []
+        submissions: list[Submission] = []
+        submitter = bind.credential.system_id
+        for index, pdu in enumerate(pdus):
+            submit: SubmitSm = pdu  # type: ignore[assignment]  # batchable: submit_sm only
+            try:
+                request = self._read_submit(bind, submit)
+                if request.part is not None or request.extra.get("replace_if_present"):
+                    answer = self._answered(link, pdu, self._submit_read(bind, submit, request))
+                    link.answer_with(pdu, answer)
+                    continue
+                content = content_of(request.data_coding, request.payload)
+            except SmppError as exc:
+                responses[index] = self._refusal(link, pdu, exc)
+                continue
+            plain.append(index)
+            submissions.append(
+                submission_of(request, content, account=bind.account, submitter=submitter)
+            )
+        if not submissions:
+            return responses
+        try:
+            results = await self.accept_many(submissions)
+        except (StoreFull, StoreUnavailable) as exc:
+            error = _store_error(exc)
+            for index in plain:
+                responses[index] = self._refusal(link, pdus[index], error)
+            return responses
+        for index, result in zip(plain, results, strict=True):
+            pdu = pdus[index]
+            if isinstance(result, SubmissionRejected):
+                status = status_for_problems(result.problems)
+                responses[index] = self._refusal(
+                    link, pdu, SmppError(str(result), command_status=status)
+                )
+            else:
+                responses[index] = pdu.response(message_id=result.message_id)
+                self.observer.request(pdu.command_name, _S.ESME_ROK)
+        return responses
 
     async def _answer(self, link: SmppLink, pdu: Pdu) -> Pdu:
         if isinstance(pdu, BindTransmitter | BindReceiver | BindTransceiver):
@@ -550,14 +628,21 @@ class SmppServer:
     # ---- submit --------------------------------------------------------------------------
 
     async def _submit(self, bind: EsmeBind, pdu: SubmitSm | DataSm | SubmitMulti) -> Pdu:
+        return await self._submit_read(bind, pdu, self._read_submit(bind, pdu))
+
+    def _read_submit(self, bind: EsmeBind, pdu: SubmitSm | DataSm | SubmitMulti) -> SubmitRequest:
+        """Throughput check, then what the submit asks for (SmppError when refused)."""
         if not bind.throttle.take(self.monotonic()):
             raise SmppError(
                 f"over {bind.credential.throughput:g} messages/s", command_status=_S.ESME_RTHROTTLED
             )
+        device = bind.account.settings.smpp_default_device
+        return read_submit(pdu, now=self.clock.now(), device=device)
+
+    async def _submit_read(
+        self, bind: EsmeBind, pdu: SubmitSm | DataSm | SubmitMulti, request: SubmitRequest
+    ) -> Pdu:
         account = bind.account
-        request = read_submit(
-            pdu, now=self.clock.now(), device=account.settings.smpp_default_device
-        )
         refused = list(request.refused)
         if isinstance(pdu, SubmitMulti):
             request, more = _checked_numbers(request, account)
@@ -587,10 +672,8 @@ class SmppServer:
             return await self.accept(submission)
         except SubmissionRejected as exc:
             raise SmppError(str(exc), command_status=status_for_problems(exc.problems)) from exc
-        except StoreFull as exc:
-            raise SmppError(f"store full: {exc}", command_status=_S.ESME_RMSGQFUL) from exc
-        except StoreUnavailable as exc:
-            raise SmppError(f"store unavailable: {exc}", command_status=_S.ESME_RSYSERR) from exc
+        except (StoreFull, StoreUnavailable) as exc:
+            raise _store_error(exc) from exc
 
     async def _replace_present(self, bind: EsmeBind, request: SubmitRequest) -> None:
         """replace_if_present_flag (5.2.18): the new message replaces a QUEUED one with the

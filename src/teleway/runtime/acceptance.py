@@ -7,8 +7,10 @@ origin is counted the same way (accepted, rejected, time to durable commit).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from typing import Any
 
-from teleway.core.accept import SubmissionRejected, accept
+from teleway.core.accept import SubmissionRejected, accept, accept_many
 from teleway.core.model import Accepted, Submission
 from teleway.core.ports import Clock, IdSource, MessageStore
 from teleway.runtime.metrics import Metrics
@@ -20,15 +22,45 @@ class Acceptor:
         self.clock = clock
         self.ids = ids
         self.metrics = metrics
+        self._series: dict[str, tuple[Any, Any, Any]] = {}  # label lookups cost more than inc()
+
+    def _counters(self, origin: str) -> tuple[Any, Any, Any]:
+        """(accepted, rejected, seconds) series of one origin."""
+        series = self._series.get(origin)
+        if series is None:
+            m = self.metrics
+            series = (
+                m.accepted.labels(origin),
+                m.accept_rejected.labels(origin),
+                m.accept_seconds.labels(origin),
+            )
+            self._series[origin] = series
+        return series
 
     async def accept(self, submission: Submission) -> Accepted:
-        origin = str(submission.origin)
+        accepted_total, rejected_total, seconds = self._counters(submission.origin)
         started = time.perf_counter()
         try:
             accepted = await accept(submission, store=self.store, clock=self.clock, ids=self.ids)
         except SubmissionRejected:
-            self.metrics.accept_rejected.labels(origin).inc()
+            rejected_total.inc()
             raise
-        self.metrics.accept_seconds.labels(origin).observe(time.perf_counter() - started)
-        self.metrics.accepted.labels(origin).inc()
+        seconds.observe(time.perf_counter() - started)
+        accepted_total.inc()
         return accepted
+
+    async def accept_many(
+        self, submissions: Sequence[Submission]
+    ) -> list[Accepted | SubmissionRejected]:
+        """`core.accept.accept_many`, counted per submission like `accept`."""
+        started = time.perf_counter()
+        results = await accept_many(submissions, store=self.store, clock=self.clock, ids=self.ids)
+        elapsed = time.perf_counter() - started
+        for submission, result in zip(submissions, results, strict=True):
+            accepted_total, rejected_total, seconds = self._counters(submission.origin)
+            if isinstance(result, SubmissionRejected):
+                rejected_total.inc()
+            else:
+                seconds.observe(elapsed)
+                accepted_total.inc()
+        return results

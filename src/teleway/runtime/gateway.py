@@ -49,7 +49,7 @@ from teleway.runtime.config import Config, ConfigError, UpstreamConfig, load_con
 from teleway.runtime.logs import log, setup_logging
 from teleway.runtime.metrics import Metrics, SmppServerMetrics
 from teleway.runtime.outcomes import Receipts, Replies, SmsMetrics
-from teleway.runtime.wiring import RandomIds, SystemClock
+from teleway.runtime.wiring import RandomIds, SystemClock, settle_heap
 from teleway.runtime.workers import Dispatcher, Sweeper
 from teleway.store import SchemaMismatch, Store, open_store
 from teleway.store.api_keys import ApiKeys
@@ -323,6 +323,7 @@ class Gateway:
             ),
             directory=directory,
             accept=self.acceptor.accept,
+            accept_many=self.acceptor.accept_many,
             operations=SmppOperations(store.db, store.writer, store.queue),
             clock=self.clock,
             observer=observer,
@@ -616,6 +617,7 @@ async def run_gateway(config: Config, *, demo_hint: bool = False) -> int:
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, gateway.reload_routes)
     await gateway.start()
+    settle_heap()
     log(
         logger,
         logging.INFO,

@@ -45,19 +45,29 @@ class SqlMessageStore:
         deliveries: Sequence[Delivery],
         events: Sequence[DeliveryEvent],
     ) -> None:
-        for delivery in deliveries:
-            if delivery.message_id != message.id:
-                raise ValueError(f"delivery {delivery.id} does not belong to {message.id}")
-        wakes = any(
-            d.state is DeliveryState.QUEUED and d.next_attempt_at <= message.created_at
-            for d in deliveries
-        )
-        await self._writer.add_rows(
-            message_values(message),
-            [delivery_values(d) for d in deliveries],
-            [event_values(e) for e in events],
-            wakes=wakes,
-        )
+        await self.add_messages([(message, deliveries, events)])
+
+    async def add_messages(
+        self, batch: Sequence[tuple[Message, Sequence[Delivery], Sequence[DeliveryEvent]]]
+    ) -> None:
+        """Several messages in one writer item: committed together, or refused together."""
+        messages: list[tuple[Any, ...]] = []
+        delivery_rows: list[tuple[Any, ...]] = []
+        event_rows: list[tuple[Any, ...]] = []
+        wakes = False
+        for message, deliveries, events in batch:
+            for delivery in deliveries:
+                if delivery.message_id != message.id:
+                    raise ValueError(f"delivery {delivery.id} does not belong to {message.id}")
+                delivery_rows.append(delivery_values(delivery))
+                if not wakes:
+                    wakes = (
+                        delivery.state is DeliveryState.QUEUED
+                        and delivery.next_attempt_at <= message.created_at
+                    )
+            messages.append(message_values(message))
+            event_rows.extend(event_values(e) for e in events)
+        await self._writer.add_many(messages, delivery_rows, event_rows, wakes=wakes)
 
     async def get_message(self, message_id: str) -> Message | None:
         m = tables.messages

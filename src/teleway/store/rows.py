@@ -45,6 +45,36 @@ _EMPTY_LIST = "[]"
 _dumps = json.dumps
 _DEFAULT_OPTIONS = Options()
 _DEFAULT_OPTIONS_JSON = _dumps(_DEFAULT_OPTIONS.to_dict())  # most messages: a fraction of dumps()
+_OPTIONS_CACHE_SIZE = 1024
+# An ESME or API client sends the same options (sender, TONs, report) message after message:
+# their JSON is remembered by value. Keys hold only hashable values and the extras' types, so
+# equal keys mean equal JSON (a datetime equal to one in another zone dumps as the same instant).
+_options_json: dict[tuple[Any, ...], str] = {}
+
+
+def _options_value(options: Options) -> str:
+    if options == _DEFAULT_OPTIONS:
+        return _DEFAULT_OPTIONS_JSON
+    try:
+        key = (
+            options.valid_until,
+            options.scheduled_at,
+            options.sender_id,
+            options.report,
+            options.callback_url,
+            options.priority,
+            *options.extra.items(),
+            *map(type, options.extra.values()),  # True == 1, but they dump differently
+        )
+        text = _options_json.get(key)
+    except TypeError:  # a list or dict among the extras: not cached
+        return _dumps(options.to_dict())
+    if text is None:
+        text = _dumps(options.to_dict())
+        if len(_options_json) >= _OPTIONS_CACHE_SIZE:
+            _options_json.clear()
+        _options_json[key] = text
+    return text
 
 
 _last_epoch: tuple[datetime | None, float] = (None, 0.0)
@@ -93,9 +123,7 @@ def message_values(message: Message) -> tuple[Any, ...]:
         content.data_coding,
         content.raw,
         attachments,
-        _DEFAULT_OPTIONS_JSON
-        if message.options == _DEFAULT_OPTIONS
-        else _dumps(message.options.to_dict()),
+        _options_value(message.options),
         _epoch(message.created_at),
     )
 

@@ -17,8 +17,8 @@ temporary (`StoreUnavailable`, `StoreFull`: database down, locked, disk full) ev
 batch gets it. If the data was refused (`StoreRejected`: a duplicate id) or a queue write raised,
 each item is run again alone, in its own transaction, so only the culprit fails.
 
-Backpressure: at most `max_pending` items may wait for the writer (those in the running batch
-not counted). Past that `add_message` raises `StoreFull` at once: the store is not keeping up,
+Backpressure: at most `max_pending` rows (a message and each of its deliveries count one, a
+queue write one) may wait for the writer (those in the running batch not counted). Past that `add_message` raises `StoreFull` at once: the store is not keeping up,
 and the ingress answers with a temporary error (SMPP ESME_RMSGQFUL, SMTP 451, HTTP 503) instead
 of piling up memory and latency.
 
@@ -41,6 +41,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
+from itertools import chain
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
@@ -83,31 +84,31 @@ writer inserts all of a transaction's rows with one executemany each before COMM
 Outcome = tuple[bool, Any]  # (True, result) or (False, exception)
 
 WORK_CHANNEL = "teleway_work"  # PostgreSQL LISTEN/NOTIFY channel for "new work may be due"
-MAX_PENDING = 10_000  # items waiting for the writer before add_message refuses with StoreFull
+MAX_PENDING = 10_000  # rows waiting for the writer before add_message refuses with StoreFull
 MAX_BATCH_ROWS = 20_000  # messages + deliveries in one transaction: bounds commit latency
 CONFLICT_ATTEMPTS = 5  # PostgreSQL deadlock / serialization failures retried this often
 
 
 class _Pending:
-    __slots__ = ("deliveries", "events", "future", "job", "message", "size", "wakes")
+    __slots__ = ("deliveries", "events", "future", "job", "messages", "size", "wakes")
 
     def __init__(
         self,
         future: asyncio.Future[Any],
         *,
-        message: tuple[Any, ...] | None = None,
+        messages: list[tuple[Any, ...]] | None = None,
         deliveries: list[tuple[Any, ...]] | None = None,
         events: list[tuple[Any, ...]] | None = None,
         job: LoggingJob[Any] | None = None,
         wakes: bool = False,
     ) -> None:
         self.future = future
-        self.message = message
+        self.messages = messages or []
         self.deliveries = deliveries or []
         self.events = events or []
         self.job = job
         self.wakes = wakes
-        self.size = 1 + len(self.deliveries)
+        self.size = max(1, len(self.messages) + len(self.deliveries))
 
 
 class WorkSignal:
@@ -189,6 +190,7 @@ class Writer:
         self.max_batch_rows = max_batch_rows
         self.commits = 0  # transactions committed by the writer (for metrics and tests)
         self._pending: deque[_Pending] = deque()
+        self._pending_rows = 0  # sum of the waiting items' sizes
         self._running: asyncio.Future[list[Outcome]] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
@@ -223,9 +225,22 @@ class Writer:
     ) -> None:
         """Commit one message's rows (values in `store.rows` column order, as the driver takes
         them) with the next batch; return once committed."""
+        await self.add_many([message], deliveries, events, wakes=wakes)
+
+    async def add_many(
+        self,
+        messages: list[tuple[Any, ...]],
+        deliveries: list[tuple[Any, ...]],
+        events: list[tuple[Any, ...]],
+        *,
+        wakes: bool,
+    ) -> None:
+        """`add_rows` for several messages at once: one waiting item, committed (or refused)
+        together. An ingress that read many requests in one go (a window of submit_sm) saves
+        a future and a wake-up per message."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._submit(
-            _Pending(future, message=message, deliveries=deliveries, events=events, wakes=wakes)
+            _Pending(future, messages=messages, deliveries=deliveries, events=events, wakes=wakes)
         )
         await future
 
@@ -249,11 +264,10 @@ class Writer:
     def _submit(self, item: _Pending) -> None:
         if self._closing:
             raise StoreUnavailable("the store is closing")
-        if len(self._pending) >= self.max_pending:
-            raise StoreFull(
-                f"{len(self._pending)} writes are waiting for the store; try again later"
-            )
+        if self._pending and self._pending_rows + item.size > self.max_pending:
+            raise StoreFull(f"{self._pending_rows} rows are waiting for the store; try again later")
         self._pending.append(item)
+        self._pending_rows += item.size
         self._start_batch()
 
     def _start_batch(self) -> None:
@@ -265,6 +279,7 @@ class Writer:
         rows = 0
         while self._pending and (not batch or rows + self._pending[0].size <= self.max_batch_rows):
             item = self._pending.popleft()
+            self._pending_rows -= item.size
             if item.future.done():  # the caller gave up before we started: skip it
                 continue
             batch.append(item)
@@ -387,7 +402,7 @@ class Writer:
     def _transaction(self, connection: Connection, batch: list[_Pending]) -> list[Any]:
         """One transaction: the new messages' rows, then the jobs in order, then COMMIT."""
         with connection.begin():
-            messages = [item.message for item in batch if item.message is not None]
+            messages = [row for item in batch for row in item.messages]
             events = Journal()
             if messages:
                 self._insert(connection, self._insert_messages, messages)
@@ -420,7 +435,7 @@ class Writer:
         start = 0
         while start < len(rows):
             size = _chunk(len(rows) - start, SQLITE_MAX_VARIABLES // width)
-            values = tuple(v for row in rows[start : start + size] for v in row)
+            values = tuple(chain.from_iterable(rows[start : start + size]))
             connection.exec_driver_sql(_multirow(insert, size), values)
             start += size
 

@@ -99,6 +99,18 @@ class InMemoryStore:
 
     # -- MessageStore --------------------------------------------------------------------
 
+    async def add_messages(
+        self, batch: Sequence[tuple[Message, Sequence[Delivery], Sequence[DeliveryEvent]]]
+    ) -> None:
+        await self._writing()
+        ids = [m.id for m, _, _ in batch] + [d.id for _, ds, _ in batch for d in ds]
+        if len(set(ids)) != len(ids) or any(
+            i in self.messages or i in self.deliveries for i in ids
+        ):
+            raise ValueError("message or delivery id already stored")
+        for message, deliveries, events in batch:
+            self._add(message, deliveries, events)
+
     async def add_message(
         self,
         message: Message,
@@ -106,6 +118,14 @@ class InMemoryStore:
         events: Sequence[DeliveryEvent],
     ) -> None:
         await self._writing()
+        self._add(message, deliveries, events)
+
+    def _add(
+        self,
+        message: Message,
+        deliveries: Sequence[Delivery],
+        events: Sequence[DeliveryEvent],
+    ) -> None:
         ids = [d.id for d in deliveries]
         if message.id in self.messages:
             raise ValueError(f"message id {message.id} already stored")

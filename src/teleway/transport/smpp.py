@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from teleway.proto.smpp.errors import SmppError
 from teleway.proto.smpp.pdu import Pdu, Unbind
@@ -37,6 +38,8 @@ logger = logging.getLogger("teleway.smpp.link")
 
 #: The application's answer to a peer request: the response PDU, or None to send none (yet).
 RequestHandler = Callable[["SmppLink", Pdu], Awaitable[Pdu | None]]
+#: Answers several peer requests that arrived together (one read): their responses, in order.
+BatchHandler = Callable[["SmppLink", list[Pdu]], Awaitable[list[Pdu | None]]]
 #: Awaited by `SmppLink.request` once a window slot is free, just before the request is sent
 #: (an upstream's throughput limit): pacing inside the slot keeps the limit exact on the wire.
 Pacer = Callable[[], Awaitable[None]]
@@ -60,13 +63,20 @@ class SmppLink:
         session: Session,
         *,
         handler: RequestHandler | None = None,
+        batch_handler: BatchHandler | None = None,
+        batchable: Callable[[Pdu], bool] | None = None,
         name: str = "smpp",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`handler` answers each request of the peer in its own task. With `batch_handler`,
+        the requests of one read for which `batchable` says True are answered together, in
+        one task (a window of submit_sm stored with one write)."""
         self.reader = reader
         self.writer = writer
         self.session = session
         self.handler = handler
+        self.batch_handler = batch_handler
+        self.batchable = batchable
         self.name = name
         self.clock = clock
         peer = writer.get_extra_info("peername")
@@ -75,6 +85,7 @@ class SmppLink:
         self._slot_free = asyncio.Event()  # set whenever a response frees a window slot
         self._timer_wakeup = asyncio.Event()
         self._handlers: set[asyncio.Task[None]] = set()
+        self._handling = 0  # peer requests whose handler task has not finished
         self._closed = asyncio.Event()
 
     # ---- sending -------------------------------------------------------------------------
@@ -151,7 +162,7 @@ class SmppLink:
                 self._flush()
                 self._timer_wakeup.set()
                 # back-pressure: stop reading while the peer's requests pile up unanswered
-                if len(self._handlers) >= self.session.peer_window:
+                if self._handling >= self.session.peer_window:
                     await asyncio.wait(set(self._handlers), return_when=asyncio.FIRST_COMPLETED)
                 await self._drain()
         except (ConnectionError, OSError) as exc:
@@ -179,11 +190,13 @@ class SmppLink:
                 return
 
     def _handle(self, events: list[Event]) -> None:
+        group: list[Pdu] = []
         for event in events:
             if isinstance(event, RequestReceived):
-                task = asyncio.create_task(self._answer(event.pdu))
-                self._handlers.add(task)
-                task.add_done_callback(self._handlers.discard)
+                if self.batchable is not None and self.batchable(event.pdu):
+                    group.append(event.pdu)
+                else:
+                    self._start(self._answer(event.pdu), 1)
             elif isinstance(event, ResponseReceived):
                 self._resolve(event.request.sequence_number, event.response)
             elif isinstance(event, ResponseTimeout):
@@ -204,13 +217,50 @@ class SmppLink:
                     self._fail(event.request.sequence_number, event.error)
             elif isinstance(event, RejectedRequest | UnexpectedResponse):
                 logger.info("%s: %s", self.name, event)
+        if len(group) > 1:
+            self._start(self._answer_many(group), len(group))
+        elif group:
+            self._start(self._answer(group[0]), 1)
 
-    async def _answer(self, pdu: Pdu) -> None:
-        if self.handler is None:
+    def _start(self, handling: Coroutine[Any, Any, None], requests: int) -> None:
+        task = asyncio.create_task(handling)
+        self._handlers.add(task)
+        self._handling += requests
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._handlers.discard(task)
+            self._handling -= requests
+
+        task.add_done_callback(done)
+
+    async def _answer_many(self, pdus: list[Pdu]) -> None:
+        assert self.batch_handler is not None
+        try:
+            responses = await self.batch_handler(self, pdus)
+        except Exception:
+            logger.exception("%s: request handler failed", self.name)
+            responses = [pdu.response(command_status=0x08) for pdu in pdus]  # ESME_RSYSERR
+        for response in responses:
+            if response is not None:
+                try:
+                    self.respond(response)
+                except SmppError as exc:
+                    logger.info("%s: response not sent: %s", self.name, exc)
+        await self._drain()
+
+    def answer_with(self, pdu: Pdu, answer: Awaitable[Pdu | None]) -> None:
+        """Answer a peer request with what `answer` gives, in its own task: a batch handler
+        hands back this way a request that must wait for others (a part of a long message)."""
+        self._start(self._answer(pdu, answer), 1)
+
+    async def _answer(self, pdu: Pdu, answer: Awaitable[Pdu | None] | None = None) -> None:
+        if answer is None and self.handler is not None:
+            answer = self.handler(self, pdu)
+        if answer is None:
             response: Pdu | None = pdu.response(command_status=0x08)  # ESME_RSYSERR
         else:
             try:
-                response = await self.handler(self, pdu)
+                response = await answer
             except SmppError as exc:
                 response = pdu.response(command_status=exc.command_status)
             except Exception:

@@ -867,6 +867,29 @@ def test_peer_exceeding_peer_window_is_throttled() -> None:
     assert smsc.unanswered == 2
 
 
+def test_unanswered_enquire_links_take_no_window_slot() -> None:
+    """Window slots count only windowed requests, however requests come and go (the count is
+    kept as requests arrive and are answered, not recounted)."""
+    _esme, smsc = bound_pair(smsc=make(Role.SMSC, peer_window=2, auto_enquire_link=False))
+    pings = [EnquireLink(sequence_number=n) for n in (20, 21, 22)]
+    for ping in pings:
+        smsc.receive_data(encode(ping), 0.0)
+    submits = [REQUEST_SAMPLES[C.SUBMIT_SM].replace(sequence_number=n) for n in (10, 11, 12)]
+    events = [smsc.receive_data(encode(pdu), 0.0) for pdu in submits]
+    assert events[2] == [
+        RejectedRequest(pdu=submits[2], command_status=CommandStatus.ESME_RTHROTTLED)
+    ]
+    smsc.send(pings[0].response(), 0.0)  # answering a ping frees no window slot ...
+    late = REQUEST_SAMPLES[C.SUBMIT_SM].replace(sequence_number=13)
+    assert smsc.receive_data(encode(late), 0.0)[0] == RejectedRequest(
+        pdu=late, command_status=CommandStatus.ESME_RTHROTTLED
+    )
+    smsc.send(submits[0].response(message_id="a"), 0.0)  # ... answering a submit does
+    again = REQUEST_SAMPLES[C.SUBMIT_SM].replace(sequence_number=14)
+    assert smsc.receive_data(encode(again), 0.0) == [RequestReceived(pdu=again)]
+    assert smsc.unanswered == 4  # two pings and two submits
+
+
 def test_duplicate_sequence_number_from_peer_is_refused() -> None:
     _, smsc = bound_pair()
     first = REQUEST_SAMPLES[C.SUBMIT_SM].replace(sequence_number=5)

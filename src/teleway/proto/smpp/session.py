@@ -486,8 +486,10 @@ class Session:
         self._next_sequence = first_sequence_number
         # ours, awaiting the peer's response: sequence_number -> request and deadline
         self._outstanding: dict[int, _Outstanding] = {}
+        self._outstanding_exempt = 0  # of them, the ones that take no window slot
         # the peer's, awaiting our response: sequence_number -> request
         self._unanswered: dict[int, Pdu] = {}
+        self._unanswered_exempt = 0  # of them, the ones that take no window slot
         # the peer's unbind, answered once _unanswered is empty (or at its deadline)
         self._peer_unbind: _Outstanding | None = None
         self._last_received = now
@@ -512,9 +514,7 @@ class Session:
     @property
     def outstanding(self) -> int:
         """Our requests awaiting a response that take a window slot (at most ``window``)."""
-        return sum(
-            1 for o in self._outstanding.values() if o.request.command_id not in _WINDOW_EXEMPT
-        )
+        return len(self._outstanding) - self._outstanding_exempt
 
     @property
     def outstanding_requests(self) -> tuple[Pdu, ...]:
@@ -590,6 +590,8 @@ class Session:
         self._advance_sequence_number(sequence_number)
         if command_id in RESPONSE_OF:
             self._outstanding[sequence_number] = _Outstanding(pdu, now + self.response_timeout)
+            if command_id in _WINDOW_EXEMPT:
+                self._outstanding_exempt += 1
         self._move(TRANSITIONS[self._state, command_id, direction], None)
         self._emit(data, command_id, now)
         return pdu
@@ -622,7 +624,7 @@ class Session:
             )
         data = encode(pdu)
         if request is not None:
-            del self._unanswered[pdu.sequence_number]
+            self._forget_unanswered(pdu.sequence_number)
             self._apply_response(request, pdu, None)
         self._emit(data, command_id, now)
         self._finish_peer_unbind(now, None)
@@ -719,6 +721,8 @@ class Session:
         else:
             if kept:
                 self._unanswered[pdu.sequence_number] = pdu
+                if command_id in _WINDOW_EXEMPT:
+                    self._unanswered_exempt += 1
             events.append(RequestReceived(pdu=pdu))
 
     def _on_response(self, pdu: Pdu, events: list[Event]) -> None:
@@ -730,7 +734,7 @@ class Session:
         ):
             events.append(UnexpectedResponse(pdu=pdu))
             return
-        del self._outstanding[pdu.sequence_number]
+        self._forget_outstanding(pdu.sequence_number)
         request = outstanding.request
         events.append(ResponseReceived(request=request, response=pdu))
         if request.command_id == _C.UNBIND:
@@ -751,7 +755,7 @@ class Session:
                 _C.GENERIC_NACK,
                 RESPONSE_OF.get(outstanding.request.command_id),
             ):
-                del self._outstanding[sequence_number]
+                self._forget_outstanding(sequence_number)
                 request = outstanding.request
             events.append(MalformedPdu(error=error, request=request))
             if request is not None and request.command_id == _C.UNBIND:
@@ -804,7 +808,7 @@ class Session:
         for sequence_number, outstanding in list(self._outstanding.items()):
             if outstanding.deadline > now:
                 continue
-            del self._outstanding[sequence_number]
+            self._forget_outstanding(sequence_number)
             request = outstanding.request
             if request.command_id == _C.ENQUIRE_LINK:
                 events.append(LinkDead())
@@ -855,12 +859,21 @@ class Session:
         unbind = self._peer_unbind.request
         self._peer_unbind = None
         self._unanswered.clear()
+        self._unanswered_exempt = 0
         response = unbind.response()
         self._answer(response, now)
         self._apply_response(unbind, response, events)
 
     def _unanswered_windowed(self) -> int:
-        return sum(1 for r in self._unanswered.values() if r.command_id not in _WINDOW_EXEMPT)
+        return len(self._unanswered) - self._unanswered_exempt
+
+    def _forget_unanswered(self, sequence_number: int) -> None:
+        if self._unanswered.pop(sequence_number).command_id in _WINDOW_EXEMPT:
+            self._unanswered_exempt -= 1
+
+    def _forget_outstanding(self, sequence_number: int) -> None:
+        if self._outstanding.pop(sequence_number).request.command_id in _WINDOW_EXEMPT:
+            self._outstanding_exempt -= 1
 
     def _peek_sequence_number(self) -> int:
         sequence_number = self._next_sequence
