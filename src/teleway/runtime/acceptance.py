@@ -56,11 +56,16 @@ class Acceptor:
         started = time.perf_counter()
         results = await accept_many(submissions, store=self.store, clock=self.clock, ids=self.ids)
         elapsed = time.perf_counter() - started
+        counts: dict[str, list[int]] = {}  # origin -> [accepted, rejected]
         for submission, result in zip(submissions, results, strict=True):
-            accepted_total, rejected_total, seconds = self._counters(submission.origin)
-            if isinstance(result, SubmissionRejected):
-                rejected_total.inc()
-            else:
-                seconds.observe(elapsed)
-                accepted_total.inc()
+            count = counts.setdefault(submission.origin, [0, 0])
+            count[isinstance(result, SubmissionRejected)] += 1
+        for origin, (accepted, rejected) in counts.items():
+            accepted_total, rejected_total, seconds = self._counters(origin)
+            if accepted:
+                accepted_total.inc(accepted)
+                for _ in range(accepted):  # each message waited this long for its commit
+                    seconds.observe(elapsed)
+            if rejected:
+                rejected_total.inc(rejected)
         return results

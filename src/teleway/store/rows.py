@@ -77,22 +77,24 @@ def _options_value(options: Options) -> str:
     return text
 
 
-_last_epoch: tuple[datetime | None, float] = (None, 0.0)
+_epochs: dict[datetime, float] = {}  # recent conversions: accept() stamps all rows with a few
+_EPOCHS_KEPT = 64
 
 
 def _epoch(value: datetime | None) -> float | None:
-    """Epoch seconds of an aware datetime. accept() stamps a message, its deliveries and events
-    with one `now` object: the last conversion is remembered (one tuple, swapped atomically)."""
-    global _last_epoch
+    """Epoch seconds of an aware datetime. A message, its deliveries and events carry a few
+    distinct times (now, valid until, ...) eight times over: recent conversions are
+    remembered (equal datetimes are the same instant, so the same seconds)."""
     if value is None:
         return None
-    last = _last_epoch
-    if value is last[0]:
-        return last[1]
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given to the store")
-    seconds = value.timestamp()
-    _last_epoch = (value, seconds)
+    seconds = _epochs.get(value)
+    if seconds is None:
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        seconds = value.timestamp()
+        if len(_epochs) >= _EPOCHS_KEPT:
+            _epochs.clear()
+        _epochs[value] = seconds
     return seconds
 
 

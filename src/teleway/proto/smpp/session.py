@@ -82,6 +82,8 @@ LAST_SEQUENCE_NUMBER: Final = 0x7FFFFFFF
 class Direction(Enum):
     """Who sends a PDU; the spec's operation table (2.3) has one column for each."""
 
+    __hash__ = object.__hash__  # members are singletons: Enum's own hash runs Python code
+
     ESME_TO_SMSC = "esme->smsc"
     SMSC_TO_ESME = "smsc->esme"
 
@@ -92,6 +94,8 @@ class Direction(Enum):
 
 class Role(Enum):
     """Which side of the connection *we* are."""
+
+    __hash__ = object.__hash__  # members are singletons: Enum's own hash runs Python code
 
     ESME = "esme"
     SMSC = "smsc"
@@ -114,6 +118,8 @@ class SessionState(Enum):
     UNBOUND is ours: an ``unbind`` has been sent and its ``unbind_resp`` is awaited; responses
     to requests still outstanding in either direction may still travel, new work may not.
     """
+
+    __hash__ = object.__hash__  # looked up for every PDU (TRANSITIONS): identity is enough
 
     OPEN = "open"
     OUTBOUND = "outbound"
@@ -473,6 +479,8 @@ class Session:
         if not FIRST_SEQUENCE_NUMBER <= first_sequence_number <= LAST_SEQUENCE_NUMBER:
             raise ValueError("first_sequence_number must be in 1..0x7FFFFFFF")
         self.role: Final = role
+        self._sends: Final = role.sends  # the directions, asked for every PDU
+        self._receives: Final = role.receives
         self.window: Final = window
         self.response_timeout: Final = response_timeout
         self.enquire_link_interval: Final = enquire_link_interval
@@ -535,7 +543,7 @@ class Session:
         """
         if self._state is _CLOSED:
             return False
-        direction = self.role.sends
+        direction = self._sends
         if command_id == _C.GENERIC_NACK:
             return True
         if command_id & RESPONSE_BIT:
@@ -566,7 +574,7 @@ class Session:
 
     def _send_request(self, pdu: Pdu, now: float) -> Pdu:
         command_id = pdu.command_id
-        direction = self.role.sends
+        direction = self._sends
         if not is_allowed(self._state, command_id, direction):
             raise SmppError(
                 f"{_name(command_id)} may not be sent by the {self.role.value} "
@@ -615,7 +623,7 @@ class Session:
                 command_id=command_id,
                 sequence_number=pdu.sequence_number,
             )
-        if not is_allowed(self._state, command_id, self.role.sends):
+        if not is_allowed(self._state, command_id, self._sends):
             raise SmppError(
                 f"{_name(command_id)} may not be sent in {self._state.name}",
                 command_status=CommandStatus.ESME_RINVBNDSTS,
@@ -679,7 +687,7 @@ class Session:
 
     def _on_request(self, pdu: Pdu, now: float, events: list[Event]) -> None:
         command_id = pdu.command_id
-        direction = self.role.receives
+        direction = self._receives
         # requests we hand out and must later be answered through send()
         kept = command_id in RESPONSE_OF and not (
             command_id == _C.UNBIND or (command_id == _C.ENQUIRE_LINK and self.auto_enquire_link)
@@ -730,7 +738,7 @@ class Session:
         if (
             outstanding is None
             or not _answers(pdu, outstanding.request)
-            or not is_allowed(self._state, pdu.command_id, self.role.receives)
+            or not is_allowed(self._state, pdu.command_id, self._receives)
         ):
             events.append(UnexpectedResponse(pdu=pdu))
             return
