@@ -10,10 +10,12 @@ from teleway.core.model import Account, LongSmsPolicy, Settings
 from teleway.ingress.smtp import _long_text_problem, _most_parts
 from teleway.proto.sms.segments import plan_segments
 
-# GSM 03.38 basic and extension characters (the escape pairs), UCS-2 only, and astral
-# characters (surrogate pairs), so the cut points hit every case
+# GSM 03.38 basic and extension characters (the escape pairs), ASCII that GSM lacks, UCS-2
+# only, and astral characters (surrogate pairs), so the cut points hit every case
 _PIECE = st.text(
-    alphabet=st.sampled_from(list("abc 01\n@£$") + list("{}[]~^|€\\\x0c") + list("éПж日") + ["🎉"]),
+    alphabet=st.sampled_from(
+        list("abc 01\n\r@£$`\t\x01") + list("{}[]~^|€\\\x0c") + list("éПж日") + ["🎉"]
+    ),
     min_size=1,
     max_size=40,
 )

@@ -668,6 +668,9 @@ def _long_text_problem(account: Account, subject: str, body: str, submitter: str
 
 
 _GSM7_EXTENSION_CHARS = tuple(GSM7_EXTENSION.values())
+# the same sets as bytes, for ASCII text (bytes.translate deletes them at C speed)
+_GSM7_ASCII = bytes(c for c in range(128) if gsm7_can_encode(chr(c)))
+_ASCII_NOT_EXTENSION = bytes(c for c in range(128) if chr(c) not in _GSM7_EXTENSION_CHARS)
 
 
 def _most_parts(text: str) -> int:
@@ -675,7 +678,12 @@ def _most_parts(text: str) -> int:
     concatenation header: 153 septets or 67 UCS-2 units a part). A part may end one unit short
     (an escape or surrogate pair is never split), so counting a unit less per part is an upper
     bound; it is exact or one above, and costs a few C-level string scans instead of a plan."""
-    if gsm7_can_encode(text):  # an extension character takes two septets (ESC + code)
+    ascii_text = text.encode("ascii") if text.isascii() else None
+    if ascii_text is not None and not ascii_text.translate(None, _GSM7_ASCII):
+        # all in GSM 03.38; an extension character takes two septets (ESC + code)
+        units = len(ascii_text) + len(ascii_text.translate(None, _ASCII_NOT_EXTENSION))
+        single, per_part = 160, 152
+    elif ascii_text is None and gsm7_can_encode(text):
         units = len(text) + sum(map(text.count, _GSM7_EXTENSION_CHARS))
         single, per_part = 160, 152
     else:
@@ -739,6 +747,7 @@ def plain_address(arg: str) -> tuple[str, str] | None:
 
 
 DATA_CHUNK = 64 * 1024
+IDLE_TIMER_SLACK = 0.001  # seconds: an idle timer this close to its deadline counts as due
 # RFC 5321 4.5.3.1.6 allows 1000 octets per line; like Postfix we take longer lines (some
 # mailers send them) up to this size, which also bounds what is held while looking for CRLF
 MAX_DATA_LINE = 64 * 1024
@@ -799,6 +808,26 @@ class GatewaySMTP(SMTP):
         super().__init__(policy, **kwargs)
         self.policy = policy
         self._counted_ip: str | None = None
+        self._idle_deadline = 0.0
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """The idle timeout, moved on at every command. aiosmtpd cancels its timer and makes a
+        new one each time (a heap push, and cancelled handles piling up in the loop's heap);
+        here the deadline moves and the connection's one timer, when it fires, either closes
+        an idle connection or waits for the deadline as it is by then."""
+        deadline = self.loop.time() + (duration or self._timeout_duration)
+        self._idle_deadline = deadline
+        handle = self._timeout_handle
+        if handle is None or handle.cancelled() or handle.when() > deadline:
+            if handle is not None:
+                handle.cancel()
+            self._timeout_handle = self.loop.call_at(deadline, self._idle_check)
+
+    def _idle_check(self) -> None:
+        if self._idle_deadline - self.loop.time() > IDLE_TIMER_SLACK:
+            self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_check)
+        else:
+            self._timeout_cb()  # type: ignore[no-untyped-call]
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's address parsing with a fast path for plain `<local@domain>` addresses."""
