@@ -126,9 +126,21 @@ class SmppLink:
 
     def respond(self, response: Pdu) -> None:
         """Send a response to a request of the peer."""
+        self.respond_all([response])
+
+    def respond_all(self, responses: list[Pdu]) -> None:
+        """Send responses to requests of the peer, in one write. One that cannot be sent (its
+        request is unknown to the session) is logged and skipped."""
         if self._closed.is_set():
             return
-        self.session.send(response, self.clock())
+        now = self.clock()
+        for response in responses:
+            try:
+                self.session.send(response, now)
+            except SmppError as exc:
+                if len(responses) == 1:
+                    raise
+                logger.info("%s: response not sent: %s", self.name, exc)
         self._flush()
         if self.session.state is SessionState.CLOSED:
             # this answer completed a peer's unbind (spec 4.2): the session is over even if
@@ -240,12 +252,10 @@ class SmppLink:
         except Exception:
             logger.exception("%s: request handler failed", self.name)
             responses = [pdu.response(command_status=0x08) for pdu in pdus]  # ESME_RSYSERR
-        for response in responses:
-            if response is not None:
-                try:
-                    self.respond(response)
-                except SmppError as exc:
-                    logger.info("%s: response not sent: %s", self.name, exc)
+        try:
+            self.respond_all([response for response in responses if response is not None])
+        except SmppError as exc:
+            logger.info("%s: response not sent: %s", self.name, exc)
         await self._drain()
 
     def answer_with(self, pdu: Pdu, answer: Awaitable[Pdu | None]) -> None:
