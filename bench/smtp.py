@@ -351,6 +351,7 @@ async def main() -> None:
     ten_rate, ten_lat = results["teleway", 10]
     ratio = ten_rate / results["sink", 10][0]
     p99 = percentile(ten_lat, 0.99)
+    cpu_ten, sink_cpu_ten = cpu_per_message["teleway", 10], cpu_per_message["sink", 10]
     worst = stall.get("worst", float("nan"))
 
     def verdict(ok: bool) -> str:
@@ -376,6 +377,10 @@ async def main() -> None:
             f"- 10 connections: {ratio:.2f} of the sink's rate (target {TARGET_RATIO}): "
             f"{verdict(ratio >= TARGET_RATIO)}; p99 DATA end -> 250 {p99 * 1000:.1f} ms "
             f"(target {TARGET_P99 * 1000:.0f} ms): {verdict(p99 < TARGET_P99)}",
+            f"- server CPU per message at 10 connections: teleway {cpu_ten * 1e6:,.0f} µs, sink "
+            f"{sink_cpu_ten * 1e6:,.0f} µs: {sink_cpu_ten / cpu_ten:.2f}, the rate ratio the two "
+            "costs allow when both servers are CPU-bound (it varies less with the machine's load "
+            "than the rates do)",
             f"- 10 concurrent {args.big_mb} MB fax e-mails: all accepted in {big_seconds:.1f} s; "
             f"worst event-loop stall {worst * 1000:.1f} ms wall clock "
             f"(target {TARGET_STALL * 1000:.0f} ms): {verdict(worst < TARGET_STALL)}, of which "
