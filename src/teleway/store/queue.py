@@ -26,10 +26,11 @@ IN_FLIGHT with no lease owner; its `next_attempt_at` then holds the time `expire
 waiting for the outcome. It is never leased again; `transition()` without `worker` (a receipt)
 moves it on.
 
-`release_many()` is the dispatcher's hot path (one release per submitted SMS): N releases of one
+`lease()` and `release_many()` are the dispatcher's hot path (one release per submitted SMS): N releases of one
 worker become one job of a few driver-level statements (one locked read of the N rows, one
 multi-row conditional UPDATE, one multi-row upsert of the upstream ids), because SQLAlchemy's
-per-statement overhead, not SQLite, was most of the writer thread's time per release.
+per-statement overhead, not SQLite, was most of the writer thread's time per release. `lease()`
+is driver-level SQL too (two picking reads, one UPDATE ... RETURNING, one read of the messages).
 """
 
 from __future__ import annotations
@@ -45,13 +46,18 @@ from sqlalchemy import JSON, String, Text, bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
 from teleway.core.lifecycle import InvalidTransition, sources_of
-from teleway.core.model import FINAL_STATES, Delivery, DeliveryState, Device
+from teleway.core.model import FINAL_STATES, Delivery, DeliveryState, Device, Message
 from teleway.core.ports import Lease, Release
 from teleway.store import tables
 from teleway.store.engine import Database
 from teleway.store.messages import merge_ids, record_upstream_ids
 from teleway.store.outbox import report_row
-from teleway.store.rows import DELIVERY_COLUMNS, delivery_from_row, message_from_row
+from teleway.store.rows import (
+    DELIVERY_COLUMNS,
+    MESSAGE_COLUMNS,
+    delivery_from_row,
+    message_from_row,
+)
 from teleway.store.writer import EventRows, WorkSignal, Writer
 
 S = DeliveryState
@@ -138,81 +144,12 @@ class SqlWorkQueue:
         expires = now + lease_for
         device_values = None if devices is None else sorted(str(d) for d in devices)
 
-        def job(connection: Connection, events: EventRows) -> list[Lease]:
-            def due(query: Any) -> Any:
-                query = query.where(_d.c.valid_until > now)
-                if device_values is not None:
-                    query = query.where(_d.c.device.in_(device_values))
-                return query.with_for_update(skip_locked=True)
+        postgres = self._db.is_postgresql
 
-            picked = select(_d.c.id, _d.c.state, _d.c.lease_owner)
-            rows = list(
-                connection.execute(
-                    due(
-                        picked.where(
-                            _d.c.state == S.IN_FLIGHT.value,
-                            _d.c.lease_owner.is_not(None),
-                            _d.c.lease_expires_at <= now,
-                        )
-                        .order_by(_d.c.lease_expires_at)
-                        .limit(limit)
-                    )
-                )
+        def job(connection: Connection, events: EventRows) -> list[Lease]:
+            return _lease_rows(
+                connection, events, worker, now, expires, limit, device_values, postgres
             )
-            if len(rows) < limit:
-                rows += list(
-                    connection.execute(
-                        due(
-                            picked.where(_d.c.state == S.QUEUED.value, _d.c.next_attempt_at <= now)
-                            .order_by(_d.c.next_attempt_at)
-                            .limit(limit - len(rows))
-                        )
-                    )
-                )
-            if not rows:
-                return []
-            result = connection.execute(
-                update(_d)
-                .where(_d.c.id.in_([row.id for row in rows]))
-                .values(
-                    state=S.IN_FLIGHT.value,
-                    lease_owner=worker,
-                    lease_expires_at=expires,
-                    attempts=_d.c.attempts + 1,
-                    updated_at=now,
-                )
-                .returning(*_d.c)
-            )
-            by_id = {row["id"]: delivery_from_row(row) for row in result.mappings()}
-            # their messages, so the worker needs no read per message
-            messages = {
-                message.id: message
-                for message in map(
-                    message_from_row,
-                    connection.execute(
-                        select(tables.messages).where(
-                            tables.messages.c.id.in_({d.message_id for d in by_id.values()})
-                        )
-                    ).mappings(),
-                )
-            }
-            leases = []
-            for row in rows:
-                delivery = by_id[row.id]
-                reason = f"leased to {worker}, attempt {delivery.attempts}"
-                if row.state == S.IN_FLIGHT.value:
-                    reason = f"lease of {row.lease_owner} expired; {reason}"
-                events.append(_event(row.id, now, S(row.state), S.IN_FLIGHT, reason))
-                _report(events, delivery, S.IN_FLIGHT, now, reason)
-                leases.append(
-                    Lease(
-                        delivery=delivery,
-                        worker=worker,
-                        expires_at=expires,
-                        message=messages.get(delivery.message_id),
-                    )
-                )
-            return leases
 
         return await self._writer.write_logged(job)
 
@@ -632,3 +569,111 @@ def _release_rows(
                 )
     # a release stays IN_FLIGHT -> IN_FLIGHT: no state change to report (see _change)
     return results
+
+
+# ---- lease: driver-level SQL -----------------------------------------------------------------
+
+
+@cache
+def _lease_sql(postgres: bool, by_device: bool) -> tuple[str, str, str, str]:
+    """(pick expired leases, pick queued, take, read messages), in the driver's parameter style.
+    Parameters: pick: (now, now, [devices], limit); take: (worker, expires, now, ids); read:
+    (ids)."""
+
+    def p(n: int) -> str:
+        return f"${n}" if postgres else "?"
+
+    if postgres:
+        any_of = "= ANY({}::varchar[])"
+        skip = " FOR UPDATE SKIP LOCKED"
+    else:
+        any_of = "IN (SELECT value FROM json_each({}))"
+        skip = ""
+
+    def pick(where: str, order: str) -> str:
+        device = f" AND device {any_of.format(p(3))}" if by_device else ""
+        return (
+            f"SELECT id, state, lease_owner FROM deliveries WHERE {where} <= {p(1)} "
+            f"AND valid_until > {p(2)}{device} ORDER BY {order} "
+            f"LIMIT {p(4 if by_device else 3)}{skip}"
+        )
+
+    expired = pick(
+        f"state = '{S.IN_FLIGHT.value}' AND lease_owner IS NOT NULL AND lease_expires_at",
+        "lease_expires_at",
+    )
+    queued = pick(f"state = '{S.QUEUED.value}' AND next_attempt_at", "next_attempt_at")
+    take = (
+        f"UPDATE deliveries SET state = '{S.IN_FLIGHT.value}', lease_owner = {p(1)}, "
+        f"lease_expires_at = {p(2)}, attempts = attempts + 1, updated_at = {p(3)} "
+        f"WHERE id {any_of.format(p(4))} RETURNING {_COLUMNS}"
+    )
+    read = f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM messages WHERE id {any_of.format(p(1))}"
+    return expired, queued, take, read
+
+
+def _message_from_values(values: Sequence[Any]) -> Message:
+    """A Message from a raw row in MESSAGE_COLUMNS order."""
+    row = dict(zip(MESSAGE_COLUMNS, values, strict=True))
+    for name in ("attachments", "options"):
+        if isinstance(row[name], str):
+            row[name] = json.loads(row[name])
+    row["created_at"] = _at(row["created_at"])
+    return message_from_row(row)
+
+
+def _lease_rows(
+    connection: Connection,
+    events: EventRows,
+    worker: str,
+    now: datetime,
+    expires: datetime,
+    limit: int,
+    devices: list[str] | None,
+    postgres: bool,
+) -> list[Lease]:
+    """The job of `lease` (see the module docstring for why rows cannot be leased twice)."""
+    expired, queued, take, read = _lease_sql(postgres, devices is not None)
+    stamp = now.timestamp()
+
+    def a_list(values: list[str]) -> Any:
+        return values if postgres else json.dumps(values)
+
+    def pick(sql: str, count: int) -> list[Any]:
+        parameters: tuple[Any, ...] = (stamp, stamp)
+        if devices is not None:
+            parameters += (a_list(devices),)
+        return list(connection.exec_driver_sql(sql, (*parameters, count)))
+
+    rows = pick(expired, limit)
+    if len(rows) < limit:
+        rows += pick(queued, limit - len(rows))
+    if not rows:
+        return []
+    taken = connection.exec_driver_sql(
+        take, (worker, expires.timestamp(), stamp, a_list([row[0] for row in rows]))
+    )
+    by_id = {values[0]: _delivery_from_values(values) for values in taken}
+    # their messages, so the worker needs no read per message
+    message_ids = list({d.message_id for d in by_id.values()})
+    messages = {
+        values[0]: _message_from_values(values)
+        for values in connection.exec_driver_sql(read, (a_list(message_ids),))
+    }
+    leases = []
+    for delivery_id, state, owner in rows:
+        delivery = by_id[delivery_id]
+        reason = f"leased to {worker}, attempt {delivery.attempts}"
+        if state == S.IN_FLIGHT.value:
+            reason = f"lease of {owner} expired; {reason}"
+        events.append(_event(delivery_id, now, S(state), S.IN_FLIGHT, reason))
+        _report(events, delivery, S.IN_FLIGHT, now, reason)
+        leases.append(
+            Lease(
+                delivery=delivery,
+                worker=worker,
+                expires_at=expires,
+                message=messages.get(delivery.message_id),
+            )
+        )
+    return leases
