@@ -110,12 +110,15 @@ async def serve(kind: str, port: int, directory: Path) -> None:
     worst = worst_cpu = 0.0
     print("ready", flush=True)
     last_write = time.monotonic()
+    written: tuple[float, float] | None = None
     while not stop.is_set():
         started, cpu = time.perf_counter(), time.thread_time()
         await asyncio.sleep(0.01)
         worst = max(worst, time.perf_counter() - started - 0.01)
         worst_cpu = max(worst_cpu, time.thread_time() - cpu)
-        if time.monotonic() - last_write > 0.25:
+        # written only when it changed: the monitor should not cost the server it measures
+        if time.monotonic() - last_write > 0.25 and written != (worst, worst_cpu):
+            written = (worst, worst_cpu)
             partial = stats.with_suffix(".tmp")
             partial.write_text(json.dumps({"worst": worst, "worst_cpu": worst_cpu}))
             os.replace(partial, stats)  # the reader never sees a half-written file

@@ -117,6 +117,30 @@ def encodable(text: str, charset: str) -> str:
     return text.encode(charset, errors="ignore").decode(charset, errors="ignore")
 
 
+# header lines that are legal but odd: repeated, empty, padded, unusual spelling
+TRICKY_FIELDS = [
+    b"Subject:",
+    b"subject: a second subject",
+    b"SUBJECT:\t=?iso-8859-1?q?d=E9j=E0?=  ",
+    b"From:",
+    b"from: other@acme.test",
+    b"Reply-To: <>",
+    b"Message-ID:  <a@b.test> ",
+    b"X-Weird:value:with:colons",
+    b"Content-Type: text/plain; charset=utf-8; charset=latin1",
+    b'Content-Type: text/plain; charset="unknown-8bit"',
+    b"Content-Transfer-Encoding:  base64",
+    b"Content-Transfer-Encoding: base64 ",
+    b"Content-Transfer-Encoding: 7BIT",
+    b"Content-Disposition: attachment; filename=a.txt",
+    b"Content-Disposition: INLINE",
+    b"Auto-Submitted: auto-replied; owner-email=x@acme.test",
+    b"Subject: folded\r\n second line\r\n\tthird",
+    b"Subject: =?utf-8?b?8J+OiQ==?= =?utf-8?q?_and_more?=",
+    b"Subject: =?bogus?q?x?=",
+]
+
+
 @st.composite
 def simple_messages(draw: st.DrawFn) -> bytes:
     """Hand-built messages of the shapes mailers send: encoded words, folding, odd case,
@@ -166,6 +190,7 @@ def simple_messages(draw: st.DrawFn) -> bytes:
         lines.append(f"Content-Transfer-Encoding: {cte}".encode())
     if draw(st.booleans()):
         lines.append(draw(st.sampled_from([b"Content-Disposition: inline", b"MIME-Version: 1.0"])))
+    lines += draw(st.lists(st.sampled_from(TRICKY_FIELDS), max_size=3))
     lines = draw(st.permutations(lines))
     payload = text.encode(charset, errors="ignore")
     if cte.lower() == "quoted-printable":
