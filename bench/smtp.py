@@ -72,7 +72,7 @@ async def serve(kind: str, port: int, directory: Path) -> None:
         from teleway.ingress.smtp import SmtpLimits, SmtpListener, SmtpPolicy
         from teleway.runtime.acceptance import Acceptor
         from teleway.runtime.metrics import Metrics
-        from teleway.runtime.wiring import RandomIds, SystemClock
+        from teleway.runtime.wiring import RandomIds, SystemClock, settle_heap
         from teleway.store import open_store
         from teleway.store.blobs import LocalBlobStore
         from teleway.store.directory import Directory
@@ -101,6 +101,7 @@ async def serve(kind: str, port: int, directory: Path) -> None:
         )
         listener = SmtpListener(policy, host="127.0.0.1", port=port)
         await listener.start()
+        settle_heap()  # as `teleway serve` does once started
         server = None
 
         async def closing() -> None:
