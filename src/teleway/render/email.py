@@ -99,10 +99,19 @@ class ParsedEmail:
 def _charset_codec(charset: str | None) -> str | None:
     if not charset:
         return None
+    if len(charset) <= _CACHED_VALUE_CHARS:
+        return _cached_codec(charset)
+    return _codec(charset)
+
+
+def _codec(charset: str) -> str | None:
     try:
         return codecs.lookup(charset.strip().strip('"')).name
     except LookupError:
         return None
+
+
+_cached_codec = functools.lru_cache(maxsize=128)(_codec)  # senders use a handful of charsets
 
 
 def decode_text(payload: bytes, charset: str | None) -> str:
