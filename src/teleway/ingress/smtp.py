@@ -252,8 +252,8 @@ class SmtpPolicy:
         return _reply(reply)
 
     def _log(self, level: int, what: str, session: Session, **fields: Any) -> None:
-        fields = {"peer": _ip(session), **fields}
-        logger.log(level, what, extra={"fields": fields})
+        if logger.isEnabledFor(level):  # cached by logging: one dict look-up when off
+            logger.log(level, what, extra={"fields": {"peer": _ip(session), **fields}})
 
     def close(self) -> None:
         if self._pool is not None:
