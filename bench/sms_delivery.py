@@ -19,10 +19,9 @@ Measured for each (4 binds x window 64 unless said otherwise):
   accept -> submit_sm on the upstream);
 - `limit`: one bind, throughput limit configured at `--limit` msgs/s: measured rate over the
   run and the most submits seen in any 1 s window, as a ratio of the limit. The rate is taken
-  after the first second's burst (a sliding window lets `limit` go at once): from then on every
-  submit is due exactly 1 s after the one `limit` places before it, so any lateness (the
-  limiter's or the event loop's) shows as a lower rate. That is the limiter's own accuracy, so
-  the measurement was kept as it is.
+  from the `limit`-th submit on; any lateness from then on (the limiter's, the event loop's,
+  or a submit not ready when its slot came) shows as a lower rate. That is what a user of the
+  limit gets, so the measurement was kept as it is.
 
 Each measurement starts once its client is bound, after `settle_heap()` (what `teleway serve`
 does once started: the collector's full passes no longer rescan what lives as long as the
@@ -242,8 +241,8 @@ async def limit_accuracy(
 
     await asyncio.gather(*(worker() for _ in range(WINDOW)))
     await up.stop()
-    # a sliding 1 s window lets `limit` go at once, then one per slot freed: the sustained
-    # rate is what follows the first second's burst
+    # the sustained rate, from the limit-th submit on (what a limiter lets go in its first
+    # second, burst or not, is not a rate)
     limit_n = int(limit)
     rate = (len(times) - limit_n) / (times[-1] - times[limit_n - 1])
     # timestamps are taken just after the limiter let each submit through: allow 1 ms of

@@ -14,7 +14,13 @@ from typing import Any
 
 import pytest
 
-from teleway.channels.sms.upstream import NotBound, Upstream, UpstreamSettings, _limiter
+from teleway.channels.sms.upstream import (
+    PACE_CATCH_UP_SECONDS,
+    NotBound,
+    Upstream,
+    UpstreamSettings,
+    _limiter,
+)
 from teleway.proto.smpp.constants import CommandStatus, Tag
 from teleway.proto.smpp.pdu import DataSm, DeliverSm, Pdu, SubmitSm
 from teleway.proto.smpp.session import BindType
@@ -379,27 +385,43 @@ async def test_throughput_limit_counts_each_submit_once_when_the_window_is_full(
         assert times[i + 20] - times[i] >= 1.0 - 0.02, i
 
 
-async def test_throughput_limit_lets_a_due_group_go_together() -> None:
-    """Submits waiting for the limit are let go by one timer, all those the limit allows at
-    once (not one per event-loop turn), in the order they came."""
+async def test_throughput_limit_paces_and_keeps_the_order() -> None:
+    """A second's worth is spread over the second (one submit every 1/throughput s, not one
+    burst), in the order the submits came, and never more than the limit in any second."""
     sim = TimedSimulator(sim_settings())
     await sim.start()
     try:
-        async with running(upstream_settings(sim.port, throughput=5, window=20)) as upstream:
+        async with running(upstream_settings(sim.port, throughput=10, window=20)) as upstream:
             assert await upstream.wait_bound(5)
             order: list[int] = []
 
             async def one(n: int) -> None:
-                await upstream._pace()
+                await upstream.submit_parts([part(n)])
                 order.append(n)
 
-            await asyncio.gather(*(one(n) for n in range(5)))  # the first second's five
-            started = time.monotonic()
-            waiting = [asyncio.create_task(one(n)) for n in range(5, 10)]
-            await asyncio.sleep(0)
-            assert len(upstream._pace_waiters) == 5 and order == [0, 1, 2, 3, 4]
-            await asyncio.gather(*waiting)
-            assert order == list(range(10))
-            assert time.monotonic() - started >= 0.9  # the next second's five, not before
+            await asyncio.gather(*(one(n) for n in range(15)))
     finally:
         await sim.stop()
+    assert order == list(range(15))
+    times = sim.submit_times
+    assert len(times) == 15
+    # spread: the first ten take most of a second (PACE_CATCH_UP_SECONDS lets the second one
+    # go early), not a burst of ten
+    assert times[9] - times[0] >= 0.9 - PACE_CATCH_UP_SECONDS - 0.02
+    for i in range(len(times) - 10):
+        assert times[i + 10] - times[i] >= 1.0 - 0.02, i
+
+
+def test_pace_schedule_does_not_carry_lateness() -> None:
+    """A submit let go late does not push the next ones (within the catch-up allowance); an
+    idle upstream starts again from now."""
+    upstream = Upstream(upstream_settings(1, throughput=100), on_deliver=Recorder().on_deliver)
+    start = 1000.0
+    upstream._take_slot(start)
+    first = upstream._next_at
+    assert first == pytest.approx(start - PACE_CATCH_UP_SECONDS + 0.01)
+    upstream._next_at = start + 0.01  # on schedule: the next is due at +10 ms
+    upstream._take_slot(start + 0.03)  # let go 20 ms late
+    assert upstream._next_at == pytest.approx(start + 0.02)  # still the schedule
+    upstream._take_slot(start + 60.0)  # after a minute of silence
+    assert upstream._next_at == pytest.approx(start + 60.0 - PACE_CATCH_UP_SECONDS + 0.01)
