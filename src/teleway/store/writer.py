@@ -84,7 +84,7 @@ writer inserts all of a transaction's rows with one executemany each before COMM
 Outcome = tuple[bool, Any]  # (True, result) or (False, exception)
 
 WORK_CHANNEL = "teleway_work"  # PostgreSQL LISTEN/NOTIFY channel for "new work may be due"
-MAX_PENDING = 10_000  # rows waiting for the writer before add_message refuses with StoreFull
+MAX_PENDING = 50_000  # rows (messages + deliveries) waiting for the writer before StoreFull
 MAX_BATCH_ROWS = 20_000  # messages + deliveries in one transaction: bounds commit latency
 CONFLICT_ATTEMPTS = 5  # PostgreSQL deadlock / serialization failures retried this often
 
