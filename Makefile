@@ -72,7 +72,7 @@ bench-smtp: setup
 bench-commits: setup
 	$(BIN)/python bench/sqlite_commits.py
 
-bench: bench-codec bench-commits bench-store bench-sms bench-commits bench-smpp bench-smtp
+bench: bench-codec bench-commits bench-store bench-sms bench-smpp bench-smtp
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
