@@ -215,3 +215,11 @@ def build(
         for d in deliveries
     ]
     return message, deliveries, events
+
+
+def outbox_of(backend: Backend) -> Any:
+    """The backend's outbox: the in-memory fake's or the SQL store's."""
+    if backend.memory is not None:
+        return backend.memory.outbox
+    assert backend.store is not None
+    return backend.store.outbox

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
 
-from store_helpers import Backend, submit
+from store_helpers import Backend, outbox_of, submit
 
 from teleway.core.model import (
     DeliveryState,
@@ -20,13 +19,6 @@ from teleway.core.model import (
 
 S = DeliveryState
 LEASE = timedelta(seconds=30)
-
-
-def outbox_of(backend: Backend) -> Any:
-    if backend.memory is not None:
-        return backend.memory.outbox
-    assert backend.store is not None
-    return backend.store.outbox
 
 
 async def deliver(backend: Backend, delivery_id: str, to: DeliveryState = S.DELIVERED) -> None:

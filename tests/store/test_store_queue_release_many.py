@@ -6,20 +6,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from store_helpers import Backend, submit
+from store_helpers import Backend, outbox_of, submit
 
 from teleway.core.model import Delivery, DeliveryState, Options, ReportOn
 from teleway.core.ports import Release
 
 S = DeliveryState
 LEASE = timedelta(seconds=30)
-
-
-def outbox_of(backend: Backend) -> Any:
-    if backend.memory is not None:
-        return backend.memory.outbox
-    assert backend.store is not None
-    return backend.store.outbox
 
 
 async def lease_all(backend: Backend, worker: str = "w1") -> list[Delivery]:
