@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from teleway.core.model import Delivery, DeliveryEvent, DeliveryState, Message
+from teleway.core.ports import NewMessage
 from teleway.store import tables
 from teleway.store.engine import Database
 from teleway.store.rows import (
@@ -47,9 +48,7 @@ class SqlMessageStore:
     ) -> None:
         await self.add_messages([(message, deliveries, events)])
 
-    async def add_messages(
-        self, batch: Sequence[tuple[Message, Sequence[Delivery], Sequence[DeliveryEvent]]]
-    ) -> None:
+    async def add_messages(self, batch: Sequence[NewMessage]) -> None:
         """Several messages in one writer item: committed together, or refused together."""
         messages: list[tuple[Any, ...]] = []
         delivery_rows: list[tuple[Any, ...]] = []

@@ -1,6 +1,6 @@
 """Group commit: many writers, one transaction, one fsync.
 
-Every `add_message` call (and, on SQLite, every queue write) becomes a pending item of the
+Every `add_message(s)` call (and, on SQLite, every queue write) becomes a pending item of the
 store's single writer. When the writer is idle, the first item starts a transaction at once;
 everything submitted while that transaction runs waits, and the next transaction takes all of it
 (up to `max_batch_rows`). So batches grow with the load by themselves, a lone caller is not kept
@@ -18,9 +18,10 @@ batch gets it. If the data was refused (`StoreRejected`: a duplicate id) or a qu
 each item is run again alone, in its own transaction, so only the culprit fails.
 
 Backpressure: at most `max_pending` rows (a message and each of its deliveries count one, a
-queue write one) may wait for the writer (those in the running batch not counted). Past that `add_message` raises `StoreFull` at once: the store is not keeping up,
-and the ingress answers with a temporary error (SMPP ESME_RMSGQFUL, SMTP 451, HTTP 503) instead
-of piling up memory and latency.
+queue write one) may wait for the writer (those in the running batch not counted). Past that
+`add_message` raises `StoreFull` at once: the store is not keeping up, and the ingress answers
+with a temporary error (SMPP ESME_RMSGQFUL, SMTP 451, HTTP 503) instead of piling up memory and
+latency.
 
 Where it runs: on SQLite, in the writer's own thread on a pysqlite connection (one thread hop
 per batch); on PostgreSQL, on one asyncpg connection through `AsyncConnection.run_sync`. On
@@ -215,18 +216,6 @@ class Writer:
         """Items waiting for the writer (not counting the batch being committed)."""
         return len(self._pending)
 
-    async def add_rows(
-        self,
-        message: tuple[Any, ...],
-        deliveries: list[tuple[Any, ...]],
-        events: list[tuple[Any, ...]],
-        *,
-        wakes: bool,
-    ) -> None:
-        """Commit one message's rows (values in `store.rows` column order, as the driver takes
-        them) with the next batch; return once committed."""
-        await self.add_many([message], deliveries, events, wakes=wakes)
-
     async def add_many(
         self,
         messages: list[tuple[Any, ...]],
@@ -235,9 +224,10 @@ class Writer:
         *,
         wakes: bool,
     ) -> None:
-        """`add_rows` for several messages at once: one waiting item, committed (or refused)
-        together. An ingress that read many requests in one go (a window of submit_sm) saves
-        a future and a wake-up per message."""
+        """Commit the rows of one or more messages (values in `store.rows` column order, as
+        the driver takes them) with the next batch, as one waiting item: committed or refused
+        together; return once committed. An ingress that read many requests in one go (a
+        window of submit_sm) saves a future and a wake-up per message."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._submit(
             _Pending(future, messages=messages, deliveries=deliveries, events=events, wakes=wakes)

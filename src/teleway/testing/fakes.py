@@ -31,7 +31,7 @@ from teleway.core.model import (
     OutboxStatus,
     report_of,
 )
-from teleway.core.ports import Lease, Release, StoreUnavailable
+from teleway.core.ports import Lease, NewMessage, Release, StoreUnavailable
 from teleway.core.signal import OutboxSignal
 
 S = DeliveryState
@@ -99,9 +99,7 @@ class InMemoryStore:
 
     # -- MessageStore --------------------------------------------------------------------
 
-    async def add_messages(
-        self, batch: Sequence[tuple[Message, Sequence[Delivery], Sequence[DeliveryEvent]]]
-    ) -> None:
+    async def add_messages(self, batch: Sequence[NewMessage]) -> None:
         await self._writing()
         ids = [m.id for m, _, _ in batch] + [d.id for _, ds, _ in batch for d in ds]
         if len(set(ids)) != len(ids) or any(

@@ -125,12 +125,15 @@ class SmppLink:
         return await future
 
     def respond(self, response: Pdu) -> None:
-        """Send a response to a request of the peer."""
-        self.respond_all([response])
+        """Send a response to a request of the peer (SmppError when the session refuses it)."""
+        if self._closed.is_set():
+            return
+        self.session.send(response, self.clock())
+        self._responded()
 
     def respond_all(self, responses: list[Pdu]) -> None:
-        """Send responses to requests of the peer, in one write. One that cannot be sent (its
-        request is unknown to the session) is logged and skipped."""
+        """Send responses to requests of the peer, in one write. One the session refuses (its
+        request is unknown to it) is logged and skipped."""
         if self._closed.is_set():
             return
         now = self.clock()
@@ -138,9 +141,10 @@ class SmppLink:
             try:
                 self.session.send(response, now)
             except SmppError as exc:
-                if len(responses) == 1:
-                    raise
                 logger.info("%s: response not sent: %s", self.name, exc)
+        self._responded()
+
+    def _responded(self) -> None:
         self._flush()
         if self.session.state is SessionState.CLOSED:
             # this answer completed a peer's unbind (spec 4.2): the session is over even if
@@ -252,10 +256,7 @@ class SmppLink:
         except Exception:
             logger.exception("%s: request handler failed", self.name)
             responses = [pdu.response(command_status=0x08) for pdu in pdus]  # ESME_RSYSERR
-        try:
-            self.respond_all([response for response in responses if response is not None])
-        except SmppError as exc:
-            logger.info("%s: response not sent: %s", self.name, exc)
+        self.respond_all([response for response in responses if response is not None])
         await self._drain()
 
     def answer_with(self, pdu: Pdu, answer: Awaitable[Pdu | None]) -> None:
