@@ -189,6 +189,14 @@ def test_defaults_pass_their_own_checks() -> None:
     assert prov.settings_overrides(defaults) == {}
 
 
+def test_allowed_senders_round_trip_through_the_stored_form() -> None:
+    settings = prov.build_settings({"allowed_senders": ["ACME", " +4479111* ", "12345"]})
+    assert settings.allowed_senders == ("ACME", "+4479111*", "12345")
+    stored = prov.settings_overrides(settings)
+    assert stored == {"allowed_senders": ["ACME", "+4479111*", "12345"]}
+    assert Settings.from_dict(stored) == settings
+
+
 def test_build_settings_normalises_and_merges() -> None:
     base = prov.build_settings({"max_sms_parts": 3})
     settings = prov.build_settings(
@@ -244,6 +252,13 @@ def test_build_settings_normalises_and_merges() -> None:
         ("webhook_url", "https://example.com:99999/", "valid URL"),
         ("sms_template", "", "empty"),
         ("sms_template", 5, "text"),
+        ("allowed_senders", ["AC*"], "digits, optionally after '+'"),
+        ("allowed_senders", ["+1*2*"], "digits, optionally after '+'"),
+        ("allowed_senders", ["ACME CORPORATION"], "11 characters"),
+        ("allowed_senders", [""], "empty sender id"),
+        ("allowed_senders", [5], "text"),
+        ("allowed_senders", 5, "list of sender ids"),
+        ("allowed_senders", ["+1"] * 1001, "at most 1000"),
     ],
 )
 def test_bad_settings(key: str, value: object, reason: str) -> None:
@@ -292,6 +307,11 @@ def test_command_line_setting_values() -> None:
         "sms_template",
         "{subject}={body}",
     )
+    assert prov.parse_setting_assignment("allowed_senders=ACME, +1555*,,ACME") == (
+        "allowed_senders",
+        ["ACME", "+1555*"],
+    )
+    assert prov.parse_setting_assignment("allowed_senders=") == ("allowed_senders", [])
     assert "KEY=VALUE" in _error(prov.parse_setting_assignment, "require_tls").reason
     assert "true or false" in _error(prov.parse_setting_assignment, "require_tls=maybe").reason
     assert "whole number" in _error(prov.parse_setting_assignment, "max_sms_parts=four").reason

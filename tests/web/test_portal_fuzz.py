@@ -22,6 +22,7 @@ SETTING_KEYS = [
     "sms_template", "long_sms_policy", "max_sms_parts", "push_mode", "push_fallback_seconds",
     "notify_email", "notify_on", "notify_dsn", "webhook_url", "webhook_secret", "flags",
     "sender_id", "default_country", "validity_seconds", "max_recipients", "smpp_default_device",
+    "allowed_senders",
 ]  # fmt: skip
 ACTIONS = [
     "sender-add", "sender-remove", "network-add", "network-remove", "smpp-add", "smpp-update",

@@ -745,3 +745,24 @@ async def test_notification_settings_and_operator_only_settings(tmp_path: Path) 
             data={"csrf": op_csrf, "sender_id": "THIS IS FAR TOO LONG"},
         )
         assert r.status_code == 400
+        # allowed sender ids: one field, entries separated by commas, shown back the same way
+        r = await op.post(
+            "/admin/accounts/acme/settings",
+            data={"csrf": op_csrf, "allowed_senders": "ACME, +4479111*"},
+        )
+        assert r.status_code == 303, r.text
+        account = await world.directory.account_by_name("acme")
+        assert account is not None
+        assert account.settings.allowed_senders == ("ACME", "+4479111*")
+        page = await op.get("/admin/accounts/acme/settings")
+        assert 'value="ACME, +4479111*"' in page.text
+        r = await op.post(
+            "/admin/accounts/acme/settings",
+            data={"csrf": op_csrf, "allowed_senders": "ACME, AC*"},
+        )
+        assert r.status_code == 400 and "must be digits" in r.text
+        # an account user cannot widen what it may send as
+        await client.post("/settings", data={"csrf": csrf, "allowed_senders": ""})
+        account = await world.directory.account_by_name("acme")
+        assert account is not None
+        assert account.settings.allowed_senders == ("ACME", "+4479111*")

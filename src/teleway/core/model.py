@@ -110,6 +110,9 @@ class Settings:
     webhook_secret: str | None = None
     # the device an SMPP submit_sm is delivered to (SMS unless the account says otherwise)
     smpp_default_device: Device = Device.SMS
+    # the sender ids a message may name (core.senders): exact ids, or numeric prefixes ending
+    # in "*"; empty: any valid sender. The account's own `sender_id` is always allowed.
+    allowed_senders: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -133,6 +136,7 @@ class Settings:
             "webhook_url": self.webhook_url,
             "webhook_secret": self.webhook_secret,
             "smpp_default_device": str(self.smpp_default_device),
+            "allowed_senders": list(self.allowed_senders),
         }
 
     @classmethod
@@ -151,6 +155,8 @@ class Settings:
             values["notify_on"] = ReportOn(values["notify_on"])
         if "smpp_default_device" in values:
             values["smpp_default_device"] = Device(values["smpp_default_device"])
+        if "allowed_senders" in values:
+            values["allowed_senders"] = tuple(values["allowed_senders"])
         return cls(**values)
 
     def merged(self, changes: dict[str, Any]) -> Settings:

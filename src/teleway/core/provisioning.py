@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import phonenumbers
 
 from teleway.core.model import Device, LongSmsPolicy, PushMode, ReportOn, Role, Settings
+from teleway.core.senders import WILDCARD
 from teleway.core.templates import PLACEHOLDERS, template_problems
 
 
@@ -68,6 +69,7 @@ MAX_BINDS_LIMIT = 1000
 MAX_SMS_PARTS_LIMIT = 255  # 3GPP TS 23.040 9.2.3.24.1: the part count is one octet
 ALPHANUMERIC_SENDER_MAX = 11  # 3GPP TS 23.040 9.1.2.5: 11 GSM 7-bit characters
 E164_DIGITS_MAX = 15  # ITU-T E.164 section 6
+ALLOWED_SENDERS_MAX = 1000  # entries of settings.allowed_senders
 TEMPLATE_MAX = 1000
 URL_MAX = 2048
 TEMPLATE_FIELDS: frozenset[str] = PLACEHOLDERS  # what core.templates.sms_text fills in
@@ -430,10 +432,9 @@ def normalise_region(value: object) -> str | None:
     return region
 
 
-def normalise_sender_id(value: object) -> str | None:
+def normalise_sender_id(value: object, field: str = "settings.sender_id") -> str | None:
     """The default SMS originator: `+` and up to 15 digits (E.164), up to 15 digits (a short
     code or national number), or up to 11 ASCII characters with a letter (alphanumeric)."""
-    field = "settings.sender_id"
     text = _optional_text(field, value)
     if text is None:
         return None
@@ -458,6 +459,40 @@ def normalise_sender_id(value: object) -> str | None:
             field, value, "an alphanumeric sender uses ASCII letters, digits and spaces"
         )
     return text
+
+
+def normalise_allowed_senders(value: object) -> list[str]:
+    """`allowed_senders` (core.senders): a list of sender ids, or one text of them separated by
+    commas (the command line, the portal); each an exact sender id (as `sender_id`) or digits,
+    optionally after "+", ending in `*` (a prefix). Duplicates dropped, order kept."""
+    field = "settings.allowed_senders"
+    if value is None:
+        return []
+    if isinstance(value, str):
+        items: list[object] = [part for part in value.split(",") if part.strip()]
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise ProvisioningError(field, value, "must be a list of sender ids")
+    if len(items) > ALLOWED_SENDERS_MAX:
+        raise ProvisioningError(field, value, f"at most {ALLOWED_SENDERS_MAX} entries")
+    result: list[str] = []
+    for item in items:
+        text = _text(field, item).strip()
+        if text.endswith(WILDCARD):
+            prefix = text[:-1]
+            digits = prefix[1:] if prefix.startswith("+") else prefix
+            if not (digits.isascii() and digits.isdigit()) or len(digits) > E164_DIGITS_MAX:
+                raise ProvisioningError(
+                    field, item, "a prefix ending in '*' must be digits, optionally after '+'"
+                )
+        elif not text:
+            raise ProvisioningError(field, item, "an empty sender id")
+        else:
+            text = normalise_sender_id(text, field) or ""
+        if text not in result:
+            result.append(text)
+    return result
 
 
 def _notify_email(value: object) -> str | None:
@@ -510,6 +545,7 @@ _SETTING_RULES: dict[str, Callable[[object], object]] = {
     "webhook_url": normalise_webhook_url,
     "webhook_secret": _webhook_secret,
     "smpp_default_device": lambda v: _choice("settings.smpp_default_device", v, Device),
+    "allowed_senders": normalise_allowed_senders,
 }
 
 SETTING_NAMES: tuple[str, ...] = tuple(Settings().to_dict())

@@ -46,6 +46,7 @@ OPERATOR_TEXT = ("sender_id", "default_country")
 OPERATOR_NUMBER = ("validity_seconds", "max_recipients")
 OPERATOR_FLAGS = ("require_tls", "check_spf", "check_dkim")
 OPERATOR_CHOICE = ("smpp_default_device",)
+OPERATOR_LISTS = ("allowed_senders",)  # one text field, entries separated by commas
 
 
 def _changes(
@@ -68,6 +69,9 @@ def _changes(
     for key in choices:
         if key in form:
             values[key] = field(form, key)
+    for key in OPERATOR_LISTS if operator else ():
+        if key in form:
+            values[key] = [part.strip() for part in field(form, key).split(",") if part.strip()]
     for key in numbers:
         if key not in form:
             continue
