@@ -543,3 +543,79 @@ users = [
     with pytest.raises(ProvisionFileError) as info:
         check(file)
     assert [(p.line, p.path) for p in info.value.problems] == [(5, "accounts[0].users[1].password")]
+
+
+# --- inbound numbers -------------------------------------------------------------------------
+
+WITH_NUMBERS = DEMO.replace(
+    'networks = ["127.0.0.0/8", "::1/128"]\n',
+    'networks = ["127.0.0.0/8", "::1/128"]\nnumbers = ["+447700900123", "00447700900124", "12345"]\n',
+    1,
+)
+
+
+async def _owners(directory: Directory) -> dict[str, str]:
+    return {n.number: n.account for n in await directory.inbound_numbers().numbers()}
+
+
+async def test_inbound_numbers_are_provisioned_moved_pruned_and_exported(
+    directory: Directory, engine: AsyncEngine
+) -> None:
+    report = await apply(directory, WITH_NUMBERS, ACTOR)
+    actions = _actions(report)
+    for number in ("+447700900123", "+447700900124", "12345"):  # "00" means "+"
+        assert actions[("number", number)] == "created"
+    assert await _owners(directory) == dict.fromkeys(
+        ("+447700900123", "+447700900124", "12345"), "demo"
+    )
+    assert not (await apply(directory, WITH_NUMBERS, ACTOR)).changed
+    # the short code listed under acme instead: moved there; demo's list no longer has it
+    moved = WITH_NUMBERS.replace(', "12345"]', "]").replace(
+        'senders = ["*@acme.example"]', 'senders = ["*@acme.example"]\nnumbers = ["12345"]'
+    )
+    report = await apply(directory, moved, ACTOR)
+    assert _actions(report)[("number", "12345")] == "updated"
+    assert (await _owners(directory))["12345"] == "acme"
+    # prune: what demo's list leaves out goes; acme's number stays with acme
+    pruned = moved.replace(
+        'numbers = ["+447700900123", "00447700900124"]', 'numbers = ["+447700900123"]'
+    )
+    report = await apply(directory, pruned, ACTOR, prune=True)
+    assert _actions(report)[("number", "+447700900124")] == "removed"
+    assert await _owners(directory) == {"+447700900123": "demo", "12345": "acme"}
+    # export carries them, and restores them into an empty store
+    exported = await export(directory)
+    assert (
+        'numbers = [\n    "+447700900123",\n]' in exported
+        or 'numbers = ["+447700900123"]' in exported
+    )
+    async with engine.begin() as conn:
+        for table in (
+            "inbound_numbers", "sender_rules", "networks", "smpp_credentials", "users", "accounts"
+        ):  # fmt: skip
+            await conn.execute(text(f"DELETE FROM {table}"))
+    await apply(directory, exported, ACTOR)
+    assert await _owners(directory) == {"+447700900123": "demo", "12345": "acme"}
+    assert not (await apply(directory, exported, ACTOR, prune=True)).changed
+
+
+async def test_bad_or_doubled_inbound_numbers_are_refused_with_their_lines(
+    directory: Directory,
+) -> None:
+    bad = WITH_NUMBERS.replace('"12345"]', '"12a45"]').replace(
+        'senders = ["*@acme.example"]', 'senders = ["*@acme.example"]\nnumbers = ["+447700900123"]'
+    )
+    with pytest.raises(ProvisionFileError) as info:
+        await apply(directory, bad, ACTOR)
+    problems = {p.path: (p.line, p.message) for p in info.value.problems}
+    assert problems["accounts[0].numbers[2]"][0] == 6
+    assert "digits only" in problems["accounts[0].numbers[2]"][1]
+    line, message = problems["accounts[1].numbers[0]"]
+    assert "listed twice" in message and line == 26
+    assert await _owners(directory) == {}
+
+
+async def test_deleting_an_account_takes_its_numbers(directory: Directory) -> None:
+    await apply(directory, WITH_NUMBERS, ACTOR)
+    await directory.delete_account("demo", actor=ACTOR)
+    assert await _owners(directory) == {}

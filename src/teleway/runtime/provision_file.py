@@ -1,5 +1,5 @@
-"""Declarative provisioning: a TOML file that says which accounts, senders, networks, users and
-SMPP credentials exist. The format is described in docs/provisioning.md.
+"""Declarative provisioning: a TOML file that says which accounts, senders, networks, inbound
+numbers, users and SMPP credentials exist. The format is described in docs/provisioning.md.
 
 `apply()` checks the whole file first (syntax, every value, duplicates, and what the store
 holds), names every problem with its line, and changes nothing if there is any. It then makes
@@ -10,16 +10,16 @@ the second time: plaintext passwords are compared by verifying them against the 
 Rules:
 
 * an object is identified by its name: account `name`, `username`, sender pattern, network,
-  `system_id`; a username, sender pattern or system_id listed under another account than the
+  inbound number, `system_id`; a username, sender pattern, number or system_id listed under another account than the
   one that holds it now is moved there;
 * a key left out of an entry is not managed: a new object gets the default, an existing one
   keeps its value (so `enabled` or a setting changed from the command line survives an apply
-  of a file that does not mention it); the same holds for the `senders`, `networks`, `users`
-  and `smpp` lists of an account, and for the top-level `accounts` and `operators` lists;
+  of a file that does not mention it); the same holds for the `senders`, `networks`,
+  `numbers`, `users` and `smpp` lists of an account, and for the top-level `accounts` and `operators` lists;
 * without `prune` nothing is removed; with `prune`, every object missing from a list the file
   gives is removed: accounts absent from `accounts` (refused for an account that has messages),
-  operators absent from `operators`, and senders, networks, users and credentials absent from
-  their account's lists.
+  operators absent from `operators`, and senders, networks, numbers, users and credentials
+  absent from their account's lists.
 
 `export()` writes the current provisioning in the same format, with argon2id hashes instead of
 passwords, so that applying an export (with or without prune) changes nothing.
@@ -32,6 +32,7 @@ import re
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -41,13 +42,14 @@ from teleway.core import passwords
 from teleway.core import provisioning as prov
 from teleway.core.model import Account, Role, Settings, SmppCredential, User
 from teleway.store.directory import UNSET, Directory, Unset
+from teleway.store.inbound import InboundNumberError, normalise_inbound_number
 
 FORMAT_VERSION = 1
 
 Path = tuple[str | int, ...]
 
 _TOP_KEYS = ("version", "accounts", "operators")
-_ACCOUNT_KEYS = ("name", "enabled", "senders", "networks", "settings", "users", "smpp")
+_ACCOUNT_KEYS = ("name", "enabled", "senders", "networks", "numbers", "settings", "users", "smpp")
 _USER_KEYS = ("username", "password", "password_hash", "role", "email", "enabled")
 _OPERATOR_KEYS = ("username", "password", "password_hash", "email", "enabled")
 _SMPP_KEYS = (
@@ -354,6 +356,7 @@ class _AccountSpec:
     settings: dict[str, object] | None = None
     senders: list[tuple[str, Path]] | None = None
     networks: list[tuple[str, Path]] | None = None
+    numbers: list[tuple[str, Path]] | None = None
     users: list[_UserSpec] | None = None
     smpp: list[_SmppSpec] | None = None
 
@@ -371,6 +374,7 @@ class _Reader:
         self.problems: list[tuple[Path, str]] = []
         self._usernames: dict[str, Path] = {}
         self._senders: dict[str, Path] = {}
+        self._numbers: dict[str, Path] = {}
         self._system_ids: dict[str, Path] = {}
         self._accounts: dict[str, Path] = {}
 
@@ -469,6 +473,8 @@ class _Reader:
             spec.senders = self._patterns(path, entry["senders"], "senders", name)
         if "networks" in entry:
             spec.networks = self._patterns(path, entry["networks"], "networks", name)
+        if "numbers" in entry:
+            spec.numbers = self._numbers_of(path, entry["numbers"])
         if "users" in entry:
             spec.users = []
             for index, item in enumerate(
@@ -501,6 +507,22 @@ class _Reader:
                 else:
                     self.failed((*path, key), exc)
         return settings
+
+    def _numbers_of(self, path: Path, value: object) -> list[tuple[str, Path]]:
+        """Inbound numbers (replies to them go to the account): normalised, each in one
+        account of the file only."""
+        items = self._string_list((*path, "numbers"), value)
+        result: list[tuple[str, Path]] = []
+        for index, item in enumerate(items or ()):
+            where = (*path, "numbers", index)
+            try:
+                number = normalise_inbound_number(item)
+            except InboundNumberError as exc:
+                self.problem(where, f"{item!r}: {exc.reason}")
+                continue
+            if self._claim(self._numbers, number, where, "number"):
+                result.append((number, where))
+        return result
 
     def _patterns(
         self, path: Path, value: object, key: str, account: str
@@ -688,6 +710,7 @@ class _State:
     users: dict[str, User]
     senders: dict[str, str]  # pattern -> account name
     networks: dict[str, set[str]]  # account name -> cidrs
+    numbers: dict[str, str]  # inbound number -> account name
     smpp: dict[str, SmppCredential]
 
 
@@ -703,6 +726,7 @@ async def _load(directory: Directory) -> _State:
         users={user.username: user for user in await directory.list_users()},
         senders={s.pattern: names[s.account_id] for s in await directory.list_senders()},
         networks=networks,
+        numbers={n.number: n.account for n in await directory.inbound_numbers().numbers()},
         smpp={c.system_id: c for c in await directory.list_smpp()},
     )
 
@@ -796,6 +820,9 @@ async def _plan_checks(
     wanted_senders = {
         pattern for account in spec.accounts or () for pattern, _ in account.senders or ()
     }
+    wanted_numbers = {
+        number for account in spec.accounts or () for number, _ in account.numbers or ()
+    }
     wanted_users = {user.username for user in _all_users(spec)}
     wanted_smpp = {credential.system_id for credential in _all_smpp(spec)}
     declared = {account.name: account for account in spec.accounts or ()}
@@ -837,6 +864,17 @@ async def _plan_checks(
                         kind="network", name=cidr, account=account.name, action=ChangeAction.REMOVED
                     )
                 )
+        if account.numbers is not None:
+            for number, owner in sorted(state.numbers.items()):
+                if owner == account.name and number not in wanted_numbers:
+                    plan.removals.append(
+                        Change(
+                            kind="number",
+                            name=number,
+                            account=owner,
+                            action=ChangeAction.REMOVED,
+                        )
+                    )
         account_id = state.accounts[account.name].id
         if account.users is not None:
             for username, stored_user in sorted(state.users.items()):
@@ -888,6 +926,8 @@ async def _remove(directory: Directory, change: Change, actor: str) -> None:
         await directory.delete_user(change.name, actor=actor)
     elif change.kind == "smpp":
         await directory.remove_smpp(change.name, actor=actor)
+    elif change.kind == "number":
+        await directory.inbound_numbers().remove(change.name, actor=actor)
 
 
 async def _apply_user(directory: Directory, user: _UserSpec, state: _State, actor: str) -> Change:
@@ -1024,10 +1064,39 @@ async def _apply_account(
             await directory.add_network(account.name, cidr, actor=actor)
             action = ChangeAction.CREATED
         changes.append(Change(kind="network", name=cidr, account=account.name, action=action))
+    if account.numbers:
+        changes.extend(await _apply_numbers(directory, account, state, actor))
     for user in account.users or ():
         changes.append(await _apply_user(directory, user, state, actor))
     for credential in account.smpp or ():
         changes.append(await _apply_smpp(directory, credential, state, actor))
+    return changes
+
+
+async def _apply_numbers(
+    directory: Directory, account: _AccountSpec, state: _State, actor: str
+) -> list[Change]:
+    numbers = directory.inbound_numbers()
+    owner_account = await directory.account_by_name(account.name)  # created above if new
+    if owner_account is None:
+        raise prov.ProvisioningError("account", account.name, "no such account")
+    account_id = owner_account.id
+    now = datetime.now(UTC)
+    changes = []
+    for number, _path in account.numbers or ():
+        owner = state.numbers.get(number)
+        moved: tuple[str, ...] = ()
+        if owner is None:
+            await numbers.add(number, account_id, now, actor=actor)
+            action = ChangeAction.CREATED
+        elif owner != account.name:
+            await numbers.move(number, account_id, now, actor=actor)
+            action, moved = ChangeAction.UPDATED, ("account",)
+        else:
+            action = ChangeAction.UNCHANGED
+        changes.append(
+            Change(kind="number", name=number, account=account.name, action=action, fields=moved)
+        )
     return changes
 
 
@@ -1135,6 +1204,7 @@ async def export(directory: Directory) -> str:
         users = await tx.list_users()
         senders = await tx.list_senders()
         networks = await tx.list_networks()
+        numbers = await tx.inbound_numbers().numbers()
         credentials = await tx.list_smpp()
     document: dict[str, Any] = {"version": FORMAT_VERSION}
     entries = []
@@ -1144,6 +1214,7 @@ async def export(directory: Directory) -> str:
             "enabled": account.enabled,
             "senders": [s.pattern for s in senders if s.account_id == account.id],
             "networks": [n.cidr for n in networks if n.account_id == account.id],
+            "numbers": [n.number for n in numbers if n.account_id == account.id],
         }
         overrides = prov.settings_overrides(account.settings)
         if overrides:

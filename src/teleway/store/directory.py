@@ -43,6 +43,7 @@ from teleway.core.model import (
 from teleway.core.ports import Clock, StoreUnavailable
 from teleway.store import tables as t
 from teleway.store.engine import READ_ONLY_OPTION
+from teleway.store.inbound import InboundNumbers
 
 MAX_FAILED_LOGINS = 10  # consecutive failures before a portal user is locked out
 LOCKOUT = timedelta(minutes=15)
@@ -224,6 +225,10 @@ class Directory:
     @property
     def engine(self) -> AsyncEngine:
         return self._engine
+
+    def inbound_numbers(self) -> InboundNumbers:
+        """The accounts' inbound numbers, in this directory's transaction when it has one."""
+        return InboundNumbers(self._engine, self._conn)
 
     @asynccontextmanager
     async def transaction(self, *, rollback: bool = False) -> AsyncIterator[Directory]:
@@ -453,6 +458,7 @@ class Directory:
                 (t.sender_rules, "senders"),
                 (t.networks, "networks"),
                 (t.smpp_credentials, "smpp"),
+                (t.inbound_numbers, "numbers"),
             ):
                 result = await conn.execute(delete(table).where(table.c.account_id == row.id))
                 removed[label] = result.rowcount

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -102,11 +102,18 @@ async def _audit(
 
 
 class InboundNumbers:
-    def __init__(self, engine: AsyncEngine) -> None:
+    """The numbers table. With `connection` (an open transaction, e.g. a provisioning file's:
+    `Directory.inbound_numbers()`) every operation joins that transaction."""
+
+    def __init__(self, engine: AsyncEngine, connection: AsyncConnection | None = None) -> None:
         self._engine = engine
+        self._shared = connection
 
     @asynccontextmanager
     async def _begin(self) -> AsyncIterator[AsyncConnection]:
+        if self._shared is not None:
+            yield self._shared
+            return
         try:
             async with self._engine.begin() as connection:
                 yield connection
@@ -138,6 +145,18 @@ class InboundNumbers:
                 else "no such account",
             ) from exc
         return key
+
+    async def move(self, number: str, account_id: int, now: datetime, *, actor: str = "") -> bool:
+        """Give an owned `number` to another account; False if nobody owns it."""
+        key = normalise_inbound_number(number)
+        n = t.inbound_numbers
+        async with self._begin() as conn:
+            result = await conn.execute(
+                update(n).where(n.c.number == key).values(account_id=account_id)
+            )
+            if actor and result.rowcount:
+                await _audit(conn, actor, "number.move", key, {"account_id": account_id}, now)
+        return bool(result.rowcount)
 
     async def remove(self, number: str, *, actor: str = "", now: datetime | None = None) -> bool:
         key = normalise_inbound_number(number)
