@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from teleway.core.model import (
     Delivery,
     DeliveryState,
     Device,
+    HeldPart,
     Message,
     Options,
     Origin,
@@ -36,6 +38,8 @@ from teleway.core.routing import Route, RouteTable
 from teleway.proto.smpp.constants import CommandStatus, EsmClass
 from teleway.proto.smpp.pdu import DeliverSm
 from teleway.proto.sms.udh import build_udh, concat_8bit
+from teleway.store import open_store
+from teleway.store.inbound import HeldReplyParts
 from teleway.testing.smsc import SimulatorSettings, SmscSimulator
 
 SYSTEM_ID = "teleway"
@@ -253,6 +257,58 @@ async def test_repeated_part_is_a_duplicate_and_a_lone_part_is_answered_after_th
     assert await channel.on_deliver(up, part(1, b"Hello ")) == CommandStatus.ESME_ROK
     assert await channel.on_deliver(up, part(2, b"world")) == CommandStatus.ESME_ROK
     assert [s.text for s in inbox.items] == ["Hello world"]
+
+
+async def test_a_part_answered_before_the_rest_survives_a_restart(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A part answered after the hold is committed first; a new channel (after a restart)
+    reloads it, so the rest completes the message; then the kept rows are gone. If it cannot
+    be committed, it is not answered OK (the SMSC sends it again)."""
+    monkeypatch.setattr(channel_module, "MO_HOLD_SECONDS", 0.1)
+    store = await open_store(f"sqlite+aiosqlite:///{tmp_path}/t.db", migrate=True)
+    try:
+
+        def part(seq: int, body: bytes) -> DeliverSm:
+            return DeliverSm(
+                source_addr=PHONE.lstrip("+"),
+                source_addr_ton=1,
+                destination_addr=OURS,
+                esm_class=EsmClass.UDHI,
+                short_message=build_udh([concat_8bit(77, 3, seq)]) + body,
+            )
+
+        class Broken:
+            async def save(self, part: HeldPart) -> None:
+                raise OSError("disk full")
+
+            async def load(self) -> list[HeldPart]:
+                return []
+
+            async def forget(self, group: tuple[str, str, str, int, int, int]) -> int:
+                return 0
+
+        first = SmsChannel(upstreams=[], accounts=Accounts())
+        first.inbound = Inbox()
+        up = Upstream(settings("u0", 1), on_deliver=first.on_deliver)
+        first.held = Broken()
+        assert await first.on_deliver(up, part(1, b"one ")) == CommandStatus.ESME_RX_T_APPN
+        first.held = HeldReplyParts(store.db, store.writer)
+        assert await first.on_deliver(up, part(1, b"one ")) == CommandStatus.ESME_ROK
+        assert await first.on_deliver(up, part(3, b"three")) == CommandStatus.ESME_ROK
+        assert len(await first.held.load()) == 2
+        # the process dies here; the SMSC got OK for parts 1 and 3 and sends part 2 later
+        inbox = Inbox()
+        second = SmsChannel(upstreams=[up], accounts=Accounts())
+        second.inbound = inbox
+        second.held = HeldReplyParts(store.db, store.writer)
+        assert await second.restore_held() == 2
+        assert await second.on_deliver(up, part(2, b"two ")) == CommandStatus.ESME_ROK
+        assert [s.text for s in inbox.items] == ["one two three"]
+        assert inbox.items[0].parts == 3
+        assert await second.held.load() == []
+    finally:
+        await store.close()
 
 
 async def test_broken_udh_is_refused_with_invalid_esm_class() -> None:

@@ -428,6 +428,34 @@ class OutboxStatus(StrEnum):
 
 
 @dataclass(frozen=True, kw_only=True)
+class HeldPart:
+    """A part of a concatenated reply (MO) acknowledged to the SMSC before the rest of its
+    message came: kept in the store until the whole message is stored or given up."""
+
+    upstream: str
+    source_addr: str  # the phone, as received
+    destination_addr: str  # our number, as received
+    data_coding: int
+    reference: int  # the concatenation reference (0 without one)
+    total: int
+    number: int
+    payload: bytes
+    received_at: datetime
+
+    @property
+    def group(self) -> tuple[str, str, str, int, int, int]:
+        """What the parts of one message share."""
+        return (
+            self.upstream,
+            self.source_addr,
+            self.destination_addr,
+            self.data_coding,
+            self.reference,
+            self.total,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class OutboxItem:
     """One thing to send back to a customer, the way their message came (`origin`).
 

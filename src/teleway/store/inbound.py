@@ -17,12 +17,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from teleway.core.model import Origin
+from teleway.core.model import HeldPart, Origin
 from teleway.core.ports import StoreUnavailable
 from teleway.store import tables as t
+from teleway.store.engine import Database
+from teleway.store.writer import Writer
 
 MAX_NUMBER = 32  # inbound_numbers.number is String(32)
 MAX_CONVERSATIONS = 20  # messages to one phone looked at for threading
@@ -233,3 +236,61 @@ class InboundNumbers:
                 )
             )
         return out
+
+
+class HeldReplyParts:
+    """`held_mo_parts`: parts of concatenated replies acknowledged before their message was
+    complete (channels.sms keeps them across restarts). Writes go through the store's writer,
+    so `save` returns once the part is committed."""
+
+    def __init__(self, db: Database, writer: Writer) -> None:
+        self._db = db
+        self._writer = writer
+
+    async def save(self, part: HeldPart) -> None:
+        values = {
+            "upstream": part.upstream,
+            "source_addr": part.source_addr,
+            "destination_addr": part.destination_addr,
+            "data_coding": part.data_coding,
+            "reference": part.reference,
+            "total": part.total,
+            "number": part.number,
+            "payload": part.payload,
+            "received_at": part.received_at,
+        }
+
+        def job(connection: Connection) -> None:
+            connection.execute(insert(t.held_mo_parts).values(**values))
+
+        await self._writer.write(job)
+
+    async def load(self) -> list[HeldPart]:
+        """Every held part, oldest first."""
+        h = t.held_mo_parts
+
+        def query(connection: Connection) -> list[HeldPart]:
+            rows = connection.execute(select(h).order_by(h.c.id)).mappings().all()
+            return [HeldPart(**{k: v for k, v in row.items() if k != "id"}) for row in rows]
+
+        return await self._db.read(query)
+
+    async def forget(self, group: tuple[str, str, str, int, int, int]) -> int:
+        """Delete the parts of one message (`HeldPart.group`); return how many there were."""
+        h = t.held_mo_parts
+        upstream, source, destination, data_coding, reference, total = group
+
+        def job(connection: Connection) -> int:
+            result = connection.execute(
+                delete(h).where(
+                    h.c.upstream == upstream,
+                    h.c.source_addr == source,
+                    h.c.reference == reference,
+                    h.c.destination_addr == destination,
+                    h.c.data_coding == data_coding,
+                    h.c.total == total,
+                )
+            )
+            return int(result.rowcount)
+
+        return await self._writer.write(job)

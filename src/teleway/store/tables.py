@@ -301,3 +301,22 @@ inbound_numbers = Table(
     Column("created_at", Timestamp, nullable=False),
     Index(None, "account_id"),
 )
+
+# parts of a concatenated reply (MO) that were acknowledged to the SMSC before the rest came
+# (channels.sms: after MO_HOLD_SECONDS): kept here so that a restart does not lose them; the
+# rows of a group go once its whole message is stored, or when it is given up as incomplete
+held_mo_parts = Table(
+    "held_mo_parts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("upstream", String(64), nullable=False),
+    Column("source_addr", String(32), nullable=False),
+    Column("destination_addr", String(32), nullable=False),
+    Column("data_coding", Integer, nullable=False),
+    Column("reference", Integer, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("received_at", Timestamp, nullable=False),
+    Index(None, "upstream", "source_addr", "reference"),
+)

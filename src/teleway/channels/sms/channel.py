@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from teleway.channels.sms.upstream import NotBound, Upstream, UpstreamSettings
-from teleway.core.model import Account, Delivery, Device, LongSmsPolicy, Message
+from teleway.core.model import Account, Delivery, Device, HeldPart, LongSmsPolicy, Message
 from teleway.core.outcome import Outcome, PermanentFailure, Submitted, TemporaryFailure
 from teleway.core.ports import AccountDirectory, Clock
 from teleway.core.routing import Choice, RouteTable
@@ -78,7 +78,8 @@ FAILING_SECONDS = 30.0  # an upstream whose link failed mid-submit is a last res
 IN_DOUBT_RETRY_SECONDS = 1.0  # a message in doubt is tried again soon (once a bind is back)
 IN_DOUBT_QUICK_RETRIES = 3  # ... for its first attempts; then the queue's back-off applies
 MO_HOLD_SECONDS = 5.0  # a part of a concatenated reply waits this long for the rest before
-# it is acknowledged; held parts live in memory until MO_REASSEMBLY_SECONDS (then logged)
+# it is acknowledged; it is then committed to `SmsChannel.held` first (a restart reloads it) and
+# kept until its message is whole or MO_REASSEMBLY_SECONDS passed (then logged as lost)
 MO_REASSEMBLY_SECONDS = 600.0
 MO_MAX_PENDING = 10_000  # incomplete concatenated replies held (proto.sms.reassembly bound)
 
@@ -145,6 +146,19 @@ class InboundSink(Protocol):
         ...
 
 
+class HeldParts(Protocol):
+    """Where parts of replies acknowledged before their message was whole are kept
+    (store.inbound.HeldReplyParts)."""
+
+    async def save(self, part: HeldPart) -> None:
+        """Return once the part is committed; raise if it could not be."""
+        ...
+
+    async def load(self) -> list[HeldPart]: ...
+
+    async def forget(self, group: tuple[str, str, str, int, int, int]) -> int: ...
+
+
 class SmsObserver(Protocol):
     """What the channel tells the runtime's metrics."""
 
@@ -183,6 +197,9 @@ class SmsChannel:
         self._reference = self.rng.randrange(256)
         self.sink: ReceiptSink | None = None
         self.inbound: InboundSink | None = None
+        # parts acknowledged before their message was whole; None: held in memory only
+        self.held: HeldParts | None = None
+        self._saved: set[tuple[str, str, str, int, int, int]] = set()  # groups with rows there
         self.observer: SmsObserver | None = None
         self.routes: RouteTable | None = None  # None: every upstream in order (failover)
         self._default_routes: RouteTable | None = None
@@ -462,6 +479,8 @@ class SmsChannel:
                 lost.total,
             )
             self._observe_inbound(upstream.name, "incomplete")
+            key_source: Any = lost.key_source
+            await self._forget((*key_source[:4], lost.reference, lost.total))
         data = _payload(pdu)
         concat: tuple[int, int, int] | None = None  # reference, total, number
         if pdu.esm_class & EsmClass.UDHI and data:
@@ -496,12 +515,96 @@ class SmsChannel:
             try:
                 return await asyncio.wait_for(asyncio.shield(group.done), MO_HOLD_SECONDS)
             except TimeoutError:
-                return CommandStatus.ESME_ROK  # kept by the reassembler until the rest comes
+                # kept by the reassembler until the rest comes, and committed before the OK
+                return await self._hold(upstream, pdu, reference, total, number, data)
         group = self._groups.pop(key, None)
         status = await self._store_inbound(upstream, pdu, whole.payload, total)
         if group is not None and not group.done.done():
             group.done.set_result(status)
+        if status == CommandStatus.ESME_ROK:
+            await self._forget((*sender_key, reference, total))
         return status
+
+    async def _hold(
+        self,
+        upstream: Upstream,
+        pdu: DeliverSm | DataSm,
+        reference: int,
+        total: int,
+        number: int,
+        data: bytes,
+    ) -> int:
+        """Commit a part that is answered before its message is whole (see MO_HOLD_SECONDS)."""
+        if self.held is None:
+            return CommandStatus.ESME_ROK
+        part = HeldPart(
+            upstream=upstream.name,
+            source_addr=pdu.source_addr,
+            destination_addr=pdu.destination_addr,
+            data_coding=pdu.data_coding,
+            reference=reference,
+            total=total,
+            number=number,
+            payload=data,
+            received_at=self._now(),
+        )
+        try:
+            await self.held.save(part)
+        except Exception:
+            # still held in memory: the SMSC's retry is a duplicate that waits here again
+            logger.exception("%s: could not keep a reply part; the SMSC will retry", upstream.name)
+            return CommandStatus.ESME_RX_T_APPN
+        self._saved.add(part.group)
+        return CommandStatus.ESME_ROK
+
+    async def _forget(self, group: tuple[str, str, str, int, int, int]) -> None:
+        if self.held is None or group not in self._saved:
+            return
+        self._saved.discard(group)
+        try:
+            await self.held.forget(group)
+        except Exception:  # reloaded after a restart, then given up as incomplete (logged)
+            logger.exception("could not drop the kept parts of a reply from %s", group[1])
+
+    async def restore_held(self) -> int:
+        """After a restart: put the parts kept by `held` back into the reassembler, so the
+        rest of their messages completes them. Return how many parts were restored."""
+        if self.held is None:
+            return 0
+        parts = await self.held.load()
+        now = time.monotonic()
+        by_name = {u.name: u for u in self.upstreams}
+        for part in parts:
+            self._saved.add(part.group)
+            source_key = (
+                part.upstream,
+                part.source_addr,
+                part.destination_addr,
+                part.data_coding,
+                0,
+            )
+            try:
+                whole = self._reassembler.add(
+                    source_key, part.number, part.total, part.reference, part.payload, now
+                )
+            except SmsError as exc:  # not written by this version: give it up
+                logger.warning("kept reply part refused: %s", exc)
+                await self._forget(part.group)
+                continue
+            upstream = by_name.get(part.upstream)
+            if whole is not None and upstream is not None:
+                # every part was answered already (e.g. storing failed after the last one)
+                pdu = DeliverSm(
+                    source_addr=part.source_addr,
+                    destination_addr=part.destination_addr,
+                    data_coding=part.data_coding,
+                )
+                status = await self._store_inbound(upstream, pdu, whole.payload, part.total)
+                if status == CommandStatus.ESME_ROK:
+                    await self._forget(part.group)
+        if parts:
+            logger.info("%d kept part(s) of incomplete replies restored", len(parts))
+        return len(parts)
 
     async def _store_inbound(
         self, upstream: Upstream, pdu: DeliverSm | DataSm, data: bytes, parts: int
