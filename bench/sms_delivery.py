@@ -16,7 +16,12 @@ Measured for each (4 binds x window 64 unless said otherwise):
   the Dispatcher (lease -> channel -> store the upstream ids) until the last is submitted;
 - `p50 / p99 accept->submit ms`: accept() at a steady 1,000 msgs/s while the dispatcher runs;
   latency from accept() returning (committed) to submit_sm_resp received (an upper bound of
-  accept -> submit_sm on the upstream);
+  accept -> submit_sm on the upstream). Twice in the same run: `handoff` (accept() hands new
+  deliveries, committed already leased, to the local dispatchers: `LocalHandoff`, as `teleway
+  serve` wires it) and `queued` (no handoff: the dispatchers lease them from the store, a second
+  commit). With `--stall-ms S`, the first commit after every `--stall-every` seconds is held S
+  ms longer (the writer thread sleeps after COMMIT, before anyone is told): a disk whose fsync
+  stalls, simulated the same way for both;
 - `limit`: one bind, throughput limit configured at `--limit` msgs/s: measured rate over the
   run and the most submits seen in any 1 s window, as a ratio of the limit. The rate is taken
   from the `limit`-th submit on; any lateness from then on (the limiter's, the event loop's,
@@ -71,7 +76,7 @@ from teleway.core.model import (
 from teleway.core.outcome import Outcome, Submitted
 from teleway.runtime.metrics import Metrics
 from teleway.runtime.wiring import RandomIds, SystemClock, settle_heap
-from teleway.runtime.workers import Dispatcher
+from teleway.runtime.workers import Dispatcher, LocalHandoff
 from teleway.store import open_store
 from teleway.store.directory import Directory
 from teleway.store.migrations import upgrade
@@ -322,11 +327,41 @@ async def accepted_to_submitted(port: int, directory: str, count: int) -> float:
     return count / elapsed
 
 
-async def latency(port: int, directory: str, rate: float, seconds: float) -> tuple[float, float]:
+def stall_commits(rig: StoreRig, stall: float, every: float) -> None:
+    """Hold the first commit after every `every` seconds `stall` seconds longer, in the writer
+    thread after COMMIT and before the callers are told (a disk whose fsync stalls)."""
+    writer = rig.store.writer
+    transaction = writer._transaction
+    next_stall = time.monotonic() + every
+
+    def slow(connection: Any, batch: Any) -> Any:
+        nonlocal next_stall
+        result = transaction(connection, batch)
+        if time.monotonic() >= next_stall:
+            time.sleep(stall)
+            next_stall = time.monotonic() + every
+        return result
+
+    writer._transaction = slow
+
+
+async def latency(
+    port: int,
+    directory: str,
+    rate: float,
+    seconds: float,
+    *,
+    handoff: bool,
+    stall: float = 0.0,
+    stall_every: float = 1.0,
+) -> tuple[float, float]:
     rig = await prepare_store(directory)
+    if stall > 0:
+        stall_commits(rig, stall, stall_every)
     channel, ups = await client(port, rig.account)
     workers = dispatchers(rig, channel)
     tasks = [asyncio.create_task(d.run()) for d in workers]
+    local = LocalHandoff(workers) if handoff else None
     clock, ids = SystemClock(), RandomIds()
     accepted: dict[str, float] = {}
     pending: set[asyncio.Task[None]] = set()
@@ -338,7 +373,7 @@ async def latency(port: int, directory: str, rate: float, seconds: float) -> tup
                 recipients=(Recipient(number=f"+49151{n % 10**8:08d}"),),
                 content=Content(text=f"Latency message {n}"), options=Options(),
             ),
-            store=rig.store.messages, clock=clock, ids=ids,
+            store=rig.store.messages, clock=clock, ids=ids, handoff=local,
         )  # fmt: skip
         accepted[result.message_id] = time.monotonic()
 
@@ -378,6 +413,8 @@ class Row:
     store_rate: float
     p50: float
     p99: float
+    queued_p50: float
+    queued_p99: float
     limit_rate: float
     limit_peak: int
 
@@ -395,17 +432,24 @@ async def run_all(args: argparse.Namespace) -> list[Row]:
                 print(f"{kind}: accepted-to-submitted ...", flush=True)
                 store_rate = await accepted_to_submitted(upstream.port, directory, 2_500 * scale)
                 print(f"{kind}: latency at {args.rate:g}/s ...", flush=True)
-                p50, p99 = await latency(upstream.port, directory, args.rate, 3 * scale)
+                stall = {"stall": args.stall_ms / 1000, "stall_every": args.stall_every}
+                p50, p99 = await latency(
+                    upstream.port, directory, args.rate, 3 * scale, handoff=True, **stall
+                )
+                q50, q99 = await latency(
+                    upstream.port, directory, args.rate, 3 * scale, handoff=False, **stall
+                )
                 print(f"{kind}: limit {args.limit:g}/s ...", flush=True)
                 limit_rate, peak = await limit_accuracy(
                     upstream.port, account, args.limit, 3 * scale
                 )
             finally:
                 upstream.stop()
-            row = Row(kind, rate, store_rate, p50, p99, limit_rate, peak)
+            row = Row(kind, rate, store_rate, p50, p99, q50, q99, limit_rate, peak)
             print(
                 f"  {kind:<10} channel {rate:>8,.0f} submit_sm/s  accepted->submitted "
-                f"{store_rate:>7,.0f}/s  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  "
+                f"{store_rate:>7,.0f}/s  handoff p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  "
+                f"queued p50 {q50:6.1f} ms  p99 {q99:6.1f} ms  "
                 f"limit {args.limit:g}/s: measured {limit_rate:,.1f}/s, peak 1 s {peak}",
                 flush=True,
             )
@@ -422,17 +466,24 @@ def table(rows: list[Row], args: argparse.Namespace) -> str:
         f"`bench/sms_delivery.py{' --quick' if args.quick else ''}` on {platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}; "
         f"{datetime.now(UTC):%Y-%m-%d}; load average {args.load} at the start (the machine is "
-        f"shared). Each upstream runs in its own process; {BINDS} binds x window {WINDOW}.",
+        f"shared). Each upstream runs in its own process; {BINDS} binds x window {WINDOW}."
+        + (
+            f" Commits stalled {args.stall_ms:g} ms every {args.stall_every:g} s (simulated)."
+            if args.stall_ms
+            else ""
+        ),
         "",
         "| upstream | channel submit_sm/s | accepted-to-submitted msgs/s (SQLite) "
-        f"| p50 accept->submit ms at {args.rate:g}/s | p99 ms "
+        f"| p50 accept->submit ms at {args.rate:g}/s (handoff) | p99 ms (handoff) "
+        "| p50 ms (queued) | p99 ms (queued) "
         f"| limit {args.limit:g}/s: measured | peak in any 1 s |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r.upstream} | {r.channel_rate:,.0f} | {r.store_rate:,.0f} | {r.p50:.1f} "
-            f"| {r.p99:.1f} | {r.limit_rate:,.1f} ({r.limit_rate / args.limit - 1:+.1%}) "
+            f"| {r.p99:.1f} | {r.queued_p50:.1f} | {r.queued_p99:.1f} "
+            f"| {r.limit_rate:,.1f} ({r.limit_rate / args.limit - 1:+.1%}) "
             f"| {r.limit_peak} ({r.limit_peak / args.limit - 1:+.1%}) |"
         )
     lines += [
@@ -442,7 +493,10 @@ def table(rows: list[Row], args: argparse.Namespace) -> str:
         "`channel` is the SMPP client alone (SmsChannel.send from 256 tasks); "
         "`accepted-to-submitted` adds the durable queue: lease, submit, store the upstream ids "
         "(SQLite, synchronous=FULL). Latency is from accept() returning (committed) to "
-        "submit_sm_resp; the limit is one bind with the configured throughput.",
+        "submit_sm_resp; the limit is one bind with the configured throughput. `handoff`: "
+        "accept() commits new deliveries already leased to the local dispatchers and hands "
+        "them over (as `teleway serve` does); `queued`: the dispatchers lease them from the "
+        "store (a second commit between accept and submit).",
         "",
         "Targets (issue 6, on a quiet machine): channel >= 5,000 submit_sm/s, limit within 2 %, "
         "p99 accept->submit < 100 ms at 1,000 msgs/s. Where accepted-to-submitted stays below "
@@ -470,6 +524,12 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="do not touch docs/")
     parser.add_argument("--rate", type=float, default=1000.0, help="latency load, msgs/s")
     parser.add_argument("--limit", type=float, default=500.0, help="throughput limit, msgs/s")
+    parser.add_argument(
+        "--stall-ms", type=float, default=0.0, help="latency runs: hold one commit this long..."
+    )
+    parser.add_argument(
+        "--stall-every", type=float, default=1.0, help="... every this many seconds"
+    )
     parser.add_argument("--serve-smpp34", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_smpp34:

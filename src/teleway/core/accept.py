@@ -2,6 +2,10 @@
 
 An ingress may tell its client OK only after `accept()` returned: by then the message and one
 delivery per recipient are committed to the store.
+
+With a `Handoff` (this process's dispatcher), a delivery due now that a local worker has room
+for is stored already leased to that worker, and its lease handed over after the commit: the
+first attempt needs no further store write (see `core.ports.Handoff`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,15 @@ from teleway.core.model import (
     Submission,
 )
 from teleway.core.numbers import InvalidNumber, normalise_number
-from teleway.core.ports import Clock, IdSource, MessageStore, NewMessage
+from teleway.core.ports import (
+    Clock,
+    Handoff,
+    IdSource,
+    Lease,
+    MessageStore,
+    NewMessage,
+    lease_reason,
+)
 
 MAX_TEXT_CHARS = 64 * 1024  # longest text kept for one message (message_payload is 64 KiB)
 MAX_VALIDITY = timedelta(days=30)
@@ -90,16 +102,29 @@ def validate(submission: Submission) -> list[str]:
 
 
 async def accept(
-    submission: Submission, *, store: MessageStore, clock: Clock, ids: IdSource
+    submission: Submission,
+    *,
+    store: MessageStore,
+    clock: Clock,
+    ids: IdSource,
+    handoff: Handoff | None = None,
 ) -> Accepted:
     """Validate and durably commit a submission; return the ids the client is given."""
-    message, deliveries, events, accepted = prepare(submission, clock.now(), ids)
-    await store.add_message(message, deliveries, events)
+    message, deliveries, events, accepted = prepare(submission, clock.now(), ids, handoff)
+    if handoff is None:
+        await store.add_message(message, deliveries, events)
+    else:
+        await commit_and_hand([(message, deliveries, events)], store, handoff)
     return accepted
 
 
 async def accept_many(
-    submissions: Sequence[Submission], *, store: MessageStore, clock: Clock, ids: IdSource
+    submissions: Sequence[Submission],
+    *,
+    store: MessageStore,
+    clock: Clock,
+    ids: IdSource,
+    handoff: Handoff | None = None,
 ) -> list[Accepted | SubmissionRejected]:
     """`accept` for submissions an ingress has in hand together (a window of submit_sm read
     at once), in one store write: for each, in order, its `Accepted` or the
@@ -111,22 +136,49 @@ async def accept_many(
     batch: list[NewMessage] = []
     for submission in submissions:
         try:
-            message, deliveries, events, accepted = prepare(submission, now, ids)
+            message, deliveries, events, accepted = prepare(submission, now, ids, handoff)
         except SubmissionRejected as exc:
             results.append(exc)
             continue
         batch.append((message, deliveries, events))
         results.append(accepted)
     if batch:
-        await store.add_messages(batch)
+        if handoff is None:
+            await store.add_messages(batch)
+        else:
+            await commit_and_hand(batch, store, handoff)
     return results
 
 
+async def commit_and_hand(
+    batch: Sequence[NewMessage], store: MessageStore, handoff: Handoff
+) -> None:
+    """Commit `batch`, then hand the deliveries stored leased (claimed in `prepare`) to their
+    workers; on any failure give the claims back."""
+    leases = [
+        Lease(delivery=d, worker=d.lease_owner, expires_at=d.lease_expires_at, message=message)
+        for message, deliveries, _ in batch
+        for d in deliveries
+        if d.lease_owner is not None and d.lease_expires_at is not None
+    ]
+    if not leases:
+        await store.add_messages(batch)
+        return
+    try:
+        await store.add_messages(batch)
+    except BaseException:
+        handoff.withdraw(leases)
+        raise
+    handoff.hand(leases)
+
+
 def prepare(
-    submission: Submission, now: datetime, ids: IdSource
+    submission: Submission, now: datetime, ids: IdSource, handoff: Handoff | None = None
 ) -> tuple[Message, list[Delivery], list[DeliveryEvent], Accepted]:
     """Validate a submission and build what `accept` stores: the message, one delivery per
-    recipient (QUEUED, or scheduled) and their ACCEPTED and QUEUED events."""
+    recipient (QUEUED, or scheduled) and their ACCEPTED and QUEUED events. A delivery due now
+    that `handoff` claims is IN_FLIGHT instead, leased to the claiming worker (attempt 1), with
+    the QUEUED -> IN_FLIGHT event `lease()` would have written."""
     numbers = validate(submission)
     options = submission.options
     valid_until = options.valid_until or now + timedelta(
@@ -158,22 +210,45 @@ def prepare(
     events: list[DeliveryEvent] = []
     via = f"accepted via {submission.origin} from {submission.submitter}"
     queued = "queued" if due <= now else f"scheduled for {due.isoformat()}"
+    if due > now:
+        handoff = None  # scheduled: nothing to hand over now
     for seq, (recipient, number) in enumerate(zip(submission.recipients, numbers, strict=True)):
-        delivery = Delivery(
-            id=ids.new_id(),
-            message_id=message.id,
-            account_id=message.account_id,
-            seq=seq,
-            recipient=number,
-            device=recipient.device,
-            state=DeliveryState.QUEUED,
-            origin=submission.origin,
-            report=options.report,
-            next_attempt_at=due,
-            valid_until=valid_until,
-            created_at=now,
-            updated_at=now,
-        )
+        claim = None if handoff is None else handoff.claim(recipient.device)
+        if claim is None:
+            delivery = Delivery(
+                id=ids.new_id(),
+                message_id=message.id,
+                account_id=message.account_id,
+                seq=seq,
+                recipient=number,
+                device=recipient.device,
+                state=DeliveryState.QUEUED,
+                origin=submission.origin,
+                report=options.report,
+                next_attempt_at=due,
+                valid_until=valid_until,
+                created_at=now,
+                updated_at=now,
+            )
+        else:
+            delivery = Delivery(
+                id=ids.new_id(),
+                message_id=message.id,
+                account_id=message.account_id,
+                seq=seq,
+                recipient=number,
+                device=recipient.device,
+                state=DeliveryState.IN_FLIGHT,
+                origin=submission.origin,
+                report=options.report,
+                attempts=1,
+                next_attempt_at=due,
+                valid_until=valid_until,
+                created_at=now,
+                updated_at=now,
+                lease_owner=claim.worker,
+                lease_expires_at=now + claim.lease_for,
+            )
         deliveries.append(delivery)
         events.append(
             DeliveryEvent(
@@ -193,6 +268,16 @@ def prepare(
                 reason=queued,
             )
         )
+        if claim is not None:
+            events.append(
+                DeliveryEvent(
+                    delivery_id=delivery.id,
+                    at=now,
+                    from_state=DeliveryState.QUEUED,
+                    to_state=DeliveryState.IN_FLIGHT,
+                    reason=lease_reason(claim.worker, 1),
+                )
+            )
     accepted = Accepted(
         message_id=message.id,
         delivery_ids=tuple(d.id for d in deliveries),

@@ -88,6 +88,50 @@ class Lease:
     message: Message | None = None  # the delivery's message, read in the same transaction
 
 
+def lease_reason(worker: str, attempt: int) -> str:
+    """The reason of the QUEUED -> IN_FLIGHT event of a lease, whoever writes it (`lease()`, or
+    `accept()` handing a new delivery to a local worker): one timeline either way."""
+    return f"leased to {worker}, attempt {attempt}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Claim:
+    """A local worker's room for one new delivery (see `Handoff`): `accept()` stores the delivery
+    already leased to `worker` until now + `lease_for`."""
+
+    worker: str
+    lease_for: timedelta
+
+
+class Handoff(Protocol):
+    """A worker of this process that takes new deliveries straight from `accept()`, so that no
+    second commit (a `lease()`) stands between the commit of a message and its first attempt.
+
+    For each new delivery due now, `accept()` asks `claim(device)`; with a claim it stores the
+    delivery IN_FLIGHT, leased to the claim's worker (attempt 1, the QUEUED and IN_FLIGHT events
+    in the same transaction), and after the commit gives the leases to `hand`. When the commit
+    fails it gives them to `withdraw` instead. A delivery handed off but never attempted (the
+    process died) is leased again by anyone once its lease expired, exactly like a delivery
+    whose worker died after `lease()`.
+    """
+
+    def claim(self, device: Device) -> Claim | None:
+        """Room for one delivery to `device`, kept until `hand` or `withdraw`; None when no
+        local worker takes it now (full, stopping, no ready channel for the device, or work
+        waiting in the store that comes first): then it is stored QUEUED."""
+        ...
+
+    def hand(self, leases: Sequence[Lease]) -> None:
+        """The claimed deliveries, committed and leased: start them (never blocks)."""
+        ...
+
+    def withdraw(self, leases: Sequence[Lease]) -> None:
+        """The claimed deliveries may not be committed (the store failed, or the caller was
+        cancelled): give the room back. Any that were committed after all stay leased until
+        their lease expires, then are leased again."""
+        ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class Release:
     """One release of `WorkQueue.release_many`: the arguments of one `WorkQueue.release`."""

@@ -1,7 +1,9 @@
 """`Acceptor`: `core.accept()` with the gateway's clock, ids and metrics bound in.
 
 Ingresses are handed `Acceptor.accept` and never build these objects themselves, so every
-origin is counted the same way (accepted, rejected, time to durable commit).
+origin is counted the same way (accepted, rejected, time to durable commit). With `handoff` set
+(the gateway sets this process's dispatchers), new deliveries due now are committed already
+leased to a local dispatcher and started right after the commit (see `core.ports.Handoff`).
 """
 
 from __future__ import annotations
@@ -12,16 +14,25 @@ from typing import Any
 
 from teleway.core.accept import SubmissionRejected, accept, accept_many
 from teleway.core.model import Accepted, Submission
-from teleway.core.ports import Clock, IdSource, MessageStore
+from teleway.core.ports import Clock, Handoff, IdSource, MessageStore
 from teleway.runtime.metrics import Metrics
 
 
 class Acceptor:
-    def __init__(self, *, store: MessageStore, clock: Clock, ids: IdSource, metrics: Metrics):
+    def __init__(
+        self,
+        *,
+        store: MessageStore,
+        clock: Clock,
+        ids: IdSource,
+        metrics: Metrics,
+        handoff: Handoff | None = None,
+    ):
         self.store = store
         self.clock = clock
         self.ids = ids
         self.metrics = metrics
+        self.handoff = handoff
         self._series: dict[str, tuple[Any, Any, Any]] = {}  # label lookups cost more than inc()
 
     def _counters(self, origin: str) -> tuple[Any, Any, Any]:
@@ -41,7 +52,9 @@ class Acceptor:
         accepted_total, rejected_total, seconds = self._counters(submission.origin)
         started = time.perf_counter()
         try:
-            accepted = await accept(submission, store=self.store, clock=self.clock, ids=self.ids)
+            accepted = await accept(
+                submission, store=self.store, clock=self.clock, ids=self.ids, handoff=self.handoff
+            )
         except SubmissionRejected:
             rejected_total.inc()
             raise
@@ -54,7 +67,9 @@ class Acceptor:
     ) -> list[Accepted | SubmissionRejected]:
         """`core.accept.accept_many`, counted per submission like `accept`."""
         started = time.perf_counter()
-        results = await accept_many(submissions, store=self.store, clock=self.clock, ids=self.ids)
+        results = await accept_many(
+            submissions, store=self.store, clock=self.clock, ids=self.ids, handoff=self.handoff
+        )
         elapsed = time.perf_counter() - started
         counts: dict[str, list[int]] = {}  # origin -> [accepted, rejected]
         for submission, result in zip(submissions, results, strict=True):

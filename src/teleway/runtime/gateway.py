@@ -50,7 +50,7 @@ from teleway.runtime.logs import log, setup_logging
 from teleway.runtime.metrics import Metrics, SmppServerMetrics
 from teleway.runtime.outcomes import Receipts, Replies, SmsMetrics
 from teleway.runtime.wiring import RandomIds, SystemClock, settle_heap
-from teleway.runtime.workers import Dispatcher, Sweeper
+from teleway.runtime.workers import Dispatcher, LocalHandoff, Sweeper
 from teleway.store import SchemaMismatch, Store, open_store
 from teleway.store.api_keys import ApiKeys
 from teleway.store.blobs import LocalBlobStore
@@ -236,6 +236,8 @@ class Gateway:
                 )
                 self.dispatchers.append(dispatcher)
                 self._tasks.append(asyncio.create_task(dispatcher.run()))
+            # new deliveries go straight to these dispatchers, committed already leased
+            self.acceptor.handoff = LocalHandoff(self.dispatchers)
             self.sweeper = Sweeper(queue=store.queue, clock=self.clock, metrics=self.metrics)
             self._tasks.append(asyncio.create_task(self.sweeper.run()))
             if cfg.notifications.enabled:

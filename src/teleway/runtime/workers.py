@@ -6,6 +6,12 @@ device; the deliveries submitted during one event-loop turn are released togethe
 the end of that turn); `Outcomes` applies what channels report later (receipts); `Sweeper` expires deliveries
 whose validity ended and refreshes the queue-depth gauge. A crash at any point loses nothing:
 a leased delivery whose worker died is leased again when the lease expires.
+
+`LocalHandoff` lets `accept()` give new deliveries straight to this process's dispatchers
+(`core.ports.Handoff`): they are committed already leased, so between the commit of a message
+and its submit there is no second store write. A dispatcher takes them while it has room
+(`handoff_limit` claimed or waiting, at most) and found no due work in the store on its last
+look (that work came first: new deliveries then queue behind it).
 """
 
 from __future__ import annotations
@@ -14,12 +20,12 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections import OrderedDict
-from collections.abc import Coroutine
+from collections import OrderedDict, deque
+from collections.abc import Coroutine, Sequence
 from datetime import timedelta
 from typing import Any
 
-from teleway.core.model import Delivery, DeliveryState, Message
+from teleway.core.model import Delivery, DeliveryState, Device, Message
 from teleway.core.outcome import (
     Channel,
     Delivered,
@@ -28,12 +34,14 @@ from teleway.core.outcome import (
     Submitted,
     TemporaryFailure,
 )
-from teleway.core.ports import Clock, Lease, MessageStore, Release, WorkQueue
+from teleway.core.ports import Claim, Clock, Lease, MessageStore, Release, WorkQueue
 from teleway.core.retry import RetryPolicy
 from teleway.runtime.logs import log
 from teleway.runtime.metrics import Metrics
 
 logger = logging.getLogger("teleway.dispatch")
+
+HANDOFF_LIMIT = 1024  # new deliveries one dispatcher holds claimed or waiting to start, at most
 
 
 class MessageCache:
@@ -72,6 +80,7 @@ class Dispatcher:
         poll_interval: float = 1.0,
         retry: RetryPolicy | None = None,
         rng: random.Random | None = None,
+        handoff_limit: int = HANDOFF_LIMIT,
     ) -> None:
         self.queue = queue
         self.cache = MessageCache(messages)
@@ -92,6 +101,18 @@ class Dispatcher:
         # releases asked for during this event-loop turn, stored together at its end
         self._releasing: list[tuple[Release, asyncio.Future[Delivery | None]]] = []
         self._release_tasks: set[asyncio.Task[None]] = set()
+        # Attempts whose channel has not answered yet: what `concurrency` bounds. An attempt
+        # waiting only for its release to be stored no longer holds a slot, so a slow commit
+        # does not hold back the next submits (its lease is kept until the release commits).
+        self._sending: set[asyncio.Task[None]] = set()
+        # the handoff (see LocalHandoff): claims not yet handed or withdrawn, and leases handed
+        # over but not started yet (all slots busy)
+        self.handoff_limit = handoff_limit
+        self._claim = Claim(worker=worker, lease_for=lease_for)
+        self._claimed = 0
+        self._handed: deque[Lease] = deque()
+        self._backlog = False  # the last lease() found due work in the store
+        self._closed = False  # stop() returned: nothing handed over is started any more
 
     def _channel_for(self, delivery: Delivery) -> Channel | None:
         for channel in self.channels:
@@ -109,7 +130,7 @@ class Dispatcher:
 
     async def _lease_and_dispatch(self) -> None:
         while not self._stopping.is_set():
-            free = self.concurrency - len(self._tasks)
+            free = self.concurrency - len(self._sending) - len(self._handed)
             ready = frozenset(d for c in self.channels if c.ready for d in c.devices)
             if free <= 0 or not ready:
                 self._slot_free.clear()
@@ -127,17 +148,87 @@ class Dispatcher:
                 log(logger, logging.ERROR, "cannot lease work", error=repr(exc))
                 await self._wait_any(None)
                 continue
+            # work waiting in the store goes first: new deliveries queue behind it meanwhile
+            self._backlog = bool(leases)
             if not leases:
                 await self._wait_any(self.queue.wait_for_work(self.poll_interval))
                 continue
             for lease in leases:
-                task = asyncio.create_task(self._attempt(lease))
-                self._tasks.add(task)
-                task.add_done_callback(self._done)
+                self._start(lease)
+
+    def _start(self, lease: Lease) -> None:
+        task = asyncio.create_task(self._attempt(lease))
+        self._tasks.add(task)
+        self._sending.add(task)
+        task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        self._slot_free.set()
+        self._sent(task)
+
+    def _sent(self, task: asyncio.Task[Any] | None) -> None:
+        """An attempt's channel answered (or the attempt ended): its slot is free."""
+        if task in self._sending:
+            self._sending.discard(task)
+            self._slot_free.set()
+            if self._handed:
+                self._start_handed()
+
+    # -- the handoff (core.ports.Handoff, through LocalHandoff) ---------------------------
+
+    def claim(self, device: Device) -> Claim | None:
+        """Room for one new delivery to `device`, or None (see the module docstring)."""
+        if (
+            self._backlog
+            or self._claimed + len(self._handed) >= self.handoff_limit
+            or self._stopping.is_set()
+            or self._run_done.is_set()  # not running
+        ):
+            return None
+        for channel in self.channels:
+            if device in channel.devices and channel.ready:
+                self._claimed += 1
+                return self._claim
+        return None
+
+    def hand(self, leases: Sequence[Lease]) -> None:
+        """Claimed deliveries, committed leased to this worker: start them as slots allow."""
+        self._claimed -= len(leases)
+        if self._closed:
+            log(
+                logger,
+                logging.WARNING,
+                "handed-off deliveries not started (dispatcher stopped); "
+                "taken again when their lease expires",
+                deliveries=len(leases),
+            )
+            return
+        self._handed.extend(leases)
+        self._start_handed()
+
+    def withdraw(self, leases: Sequence[Lease]) -> None:
+        self._claimed -= len(leases)
+
+    def _start_handed(self) -> None:
+        """Start waiting handed-off leases while slots are free. One with less than half its
+        lease left is not started: it may not finish in time, and once its lease expires the
+        store gives it out again (started here too, it could be sent twice)."""
+        if self._closed:
+            return
+        fresh_after = None
+        while self._handed and len(self._sending) < self.concurrency:
+            lease = self._handed.popleft()
+            if fresh_after is None:
+                fresh_after = self.clock.now() + self.lease_for / 2
+            if lease.expires_at < fresh_after:
+                log(
+                    logger,
+                    logging.WARNING,
+                    "handed-off delivery waited too long; taken again when its lease expires",
+                    delivery=lease.delivery.id,
+                )
+                continue
+            self._start(lease)
 
     async def _wait_any(self, awaitable: Coroutine[Any, Any, Any] | None) -> None:
         """Wait for `awaitable`, for stop(), or for one poll interval, whichever comes first."""
@@ -161,17 +252,39 @@ class Dispatcher:
         # a lease taken just before stop() still starts its attempts: wait for the loop first
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._run_done.wait(), timeout)
-        if self._tasks:
-            remaining = max(0.0, deadline - loop.time())
-            _, pending = await asyncio.wait(set(self._tasks), timeout=remaining)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
+        # handed-off deliveries waiting for a slot are started as slots free, like attempts in
+        # progress; what is left at the deadline keeps its lease until it expires
+        while self._tasks:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            await asyncio.wait(
+                set(self._tasks), timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+        self._closed = True
+        if self._handed:
+            log(
+                logger,
+                logging.WARNING,
+                "handed-off deliveries not started before the drain ended; "
+                "taken again when their lease expires",
+                deliveries=len(self._handed),
+            )
+            self._handed.clear()
+        pending = set(self._tasks)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
 
     async def _attempt(self, lease: Lease) -> None:
+        """One attempt: the channel's outcome (holding a slot), then storing it."""
         try:
-            await self._try(lease)
+            try:
+                outcome = await self._send(lease)
+            finally:
+                self._sent(asyncio.current_task())
+            await self._apply(lease.delivery, outcome)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the store failed: the lease expires, the delivery is retried
@@ -183,24 +296,21 @@ class Dispatcher:
                 error=repr(exc),
             )
 
-    async def _try(self, lease: Lease) -> None:
+    async def _send(self, lease: Lease) -> Outcome:
         delivery = lease.delivery
         channel = self._channel_for(delivery)
         message = lease.message or await self.cache.get(delivery.message_id)
         if message is None:  # cannot happen with a consistent store; never crash on it
-            await self._apply(delivery, PermanentFailure(reason="message missing", channel="-"))
-            return
+            return PermanentFailure(reason="message missing", channel="-")
         if channel is None:
-            outcome: Outcome = TemporaryFailure(reason="no channel ready", channel="-")
-        else:
-            try:
-                outcome = await channel.send(delivery, message)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.exception("channel %s failed on delivery %s", channel.name, delivery.id)
-                outcome = TemporaryFailure(reason=f"internal error: {exc!r}", channel=channel.name)
-        await self._apply(delivery, outcome)
+            return TemporaryFailure(reason="no channel ready", channel="-")
+        try:
+            return await channel.send(delivery, message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("channel %s failed on delivery %s", channel.name, delivery.id)
+            return TemporaryFailure(reason=f"internal error: {exc!r}", channel=channel.name)
 
     async def _apply(self, delivery: Delivery, outcome: Outcome) -> None:
         now = self.clock.now()
@@ -326,6 +436,41 @@ class Dispatcher:
         self.metrics.deliveries.labels(channel, str(delivery.state), reason).inc()
         elapsed = (delivery.updated_at - delivery.created_at).total_seconds()
         self.metrics.delivery_seconds.labels(channel, str(delivery.state)).observe(elapsed)
+
+
+class LocalHandoff:
+    """`core.ports.Handoff` over this process's dispatchers: each new delivery goes to the next
+    one, in turn, that has room and a ready channel for its device."""
+
+    def __init__(self, dispatchers: Sequence[Dispatcher]) -> None:
+        self._dispatchers = tuple(dispatchers)
+        self._by_worker = {d.worker: d for d in self._dispatchers}
+        self._turn = 0
+
+    def claim(self, device: Device) -> Claim | None:
+        dispatchers = self._dispatchers
+        count = len(dispatchers)
+        for _ in range(count):
+            dispatcher = dispatchers[self._turn]
+            self._turn = (self._turn + 1) % count
+            claim = dispatcher.claim(device)
+            if claim is not None:
+                return claim
+        return None
+
+    def hand(self, leases: Sequence[Lease]) -> None:
+        for group, dispatcher in self._per_worker(leases):
+            dispatcher.hand(group)
+
+    def withdraw(self, leases: Sequence[Lease]) -> None:
+        for group, dispatcher in self._per_worker(leases):
+            dispatcher.withdraw(group)
+
+    def _per_worker(self, leases: Sequence[Lease]) -> list[tuple[list[Lease], Dispatcher]]:
+        groups: dict[str, list[Lease]] = {}
+        for lease in leases:
+            groups.setdefault(lease.worker, []).append(lease)
+        return [(group, self._by_worker[worker]) for worker, group in groups.items()]
 
 
 class Sweeper:

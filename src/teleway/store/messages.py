@@ -2,7 +2,9 @@
 
 `add_message` goes through the group-commit writer (store.writer): it returns once the batch that
 carried the message is committed, and raises `StoreUnavailable`/`StoreFull` (nothing stored) or
-`StoreRejected` (e.g. an id already used; nothing of this message stored).
+`StoreRejected` (e.g. an id already used; nothing of this message stored). A delivery `accept()`
+built already leased (handed to a local worker, see `core.ports.Handoff`) is stored IN_FLIGHT as
+given, with the outbox report of that change in the same transaction when its submitter wants it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from teleway.core.model import Delivery, DeliveryEvent, DeliveryState, Message
 from teleway.core.ports import NewMessage
 from teleway.store import tables
 from teleway.store.engine import Database
+from teleway.store.outbox import report_row
 from teleway.store.rows import (
     delivery_from_row,
     delivery_values,
@@ -53,20 +56,25 @@ class SqlMessageStore:
         messages: list[tuple[Any, ...]] = []
         delivery_rows: list[tuple[Any, ...]] = []
         event_rows: list[tuple[Any, ...]] = []
+        reports: list[tuple[Any, ...]] = []
         wakes = False
         for message, deliveries, events in batch:
             for delivery in deliveries:
                 if delivery.message_id != message.id:
                     raise ValueError(f"delivery {delivery.id} does not belong to {message.id}")
                 delivery_rows.append(delivery_values(delivery))
-                if not wakes:
+                if delivery.state is DeliveryState.IN_FLIGHT:
+                    _report_lease(reports, delivery, events)
+                elif not wakes:
                     wakes = (
                         delivery.state is DeliveryState.QUEUED
                         and delivery.next_attempt_at <= message.created_at
                     )
             messages.append(message_values(message))
             event_rows.extend(event_values(e) for e in events)
-        await self._writer.add_many(messages, delivery_rows, event_rows, wakes=wakes)
+        await self._writer.add_many(
+            messages, delivery_rows, event_rows, wakes=wakes, reports=reports
+        )
 
     async def get_message(self, message_id: str) -> Message | None:
         m = tables.messages
@@ -163,6 +171,23 @@ class SqlMessageStore:
             return [message_from_row(row) for row in connection.execute(statement).mappings()]
 
         return await self._db.read(query)
+
+
+def _report_lease(
+    reports: list[tuple[Any, ...]], delivery: Delivery, events: Sequence[DeliveryEvent]
+) -> None:
+    """A new delivery stored already leased (handed to a local worker by `accept()`): the outbox
+    row `lease()` would have added for its QUEUED -> IN_FLIGHT change, when it is wanted."""
+    if not delivery.report.wants(DeliveryState.IN_FLIGHT):
+        return
+    reason = next(
+        e.reason
+        for e in reversed(events)
+        if e.delivery_id == delivery.id and e.to_state is DeliveryState.IN_FLIGHT
+    )
+    row = report_row(delivery, DeliveryState.IN_FLIGHT, delivery.updated_at, reason)
+    if row is not None:
+        reports.append(row)
 
 
 def load_delivery(connection: Connection, delivery_id: str) -> Delivery | None:

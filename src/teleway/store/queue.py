@@ -47,7 +47,7 @@ from sqlalchemy.engine import Connection
 
 from teleway.core.lifecycle import InvalidTransition, sources_of
 from teleway.core.model import FINAL_STATES, Delivery, DeliveryState, Device, Message
-from teleway.core.ports import Lease, Release
+from teleway.core.ports import Lease, Release, lease_reason
 from teleway.store import tables
 from teleway.store.engine import Database
 from teleway.store.messages import merge_ids, record_upstream_ids
@@ -663,7 +663,7 @@ def _lease_rows(
     leases = []
     for delivery_id, state, owner in rows:
         delivery = by_id[delivery_id]
-        reason = f"leased to {worker}, attempt {delivery.attempts}"
+        reason = lease_reason(worker, delivery.attempts)
         if state == S.IN_FLIGHT.value:
             reason = f"lease of {owner} expired; {reason}"
         events.append(_event(delivery_id, now, S(state), S.IN_FLIGHT, reason))

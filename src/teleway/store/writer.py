@@ -91,7 +91,7 @@ CONFLICT_ATTEMPTS = 5  # PostgreSQL deadlock / serialization failures retried th
 
 
 class _Pending:
-    __slots__ = ("deliveries", "events", "future", "job", "messages", "size", "wakes")
+    __slots__ = ("deliveries", "events", "future", "job", "messages", "reports", "size", "wakes")
 
     def __init__(
         self,
@@ -102,11 +102,13 @@ class _Pending:
         events: list[tuple[Any, ...]] | None = None,
         job: LoggingJob[Any] | None = None,
         wakes: bool = False,
+        reports: list[tuple[Any, ...]] | None = None,
     ) -> None:
         self.future = future
         self.messages = messages or []
         self.deliveries = deliveries or []
         self.events = events or []
+        self.reports = reports or []
         self.job = job
         self.wakes = wakes
         self.size = max(1, len(self.messages) + len(self.deliveries))
@@ -223,14 +225,23 @@ class Writer:
         events: list[tuple[Any, ...]],
         *,
         wakes: bool,
+        reports: list[tuple[Any, ...]] | None = None,
     ) -> None:
         """Commit the rows of one or more messages (values in `store.rows` column order, as
         the driver takes them) with the next batch, as one waiting item: committed or refused
         together; return once committed. An ingress that read many requests in one go (a
-        window of submit_sm) saves a future and a wake-up per message."""
+        window of submit_sm) saves a future and a wake-up per message. `reports`: outbox rows
+        (`OUTBOX_COLUMNS` order) committed with them (deliveries stored already leased)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._submit(
-            _Pending(future, messages=messages, deliveries=deliveries, events=events, wakes=wakes)
+            _Pending(
+                future,
+                messages=messages,
+                deliveries=deliveries,
+                events=events,
+                wakes=wakes,
+                reports=reports,
+            )
         )
         await future
 
@@ -400,6 +411,7 @@ class Writer:
                 if deliveries:
                     self._insert(connection, self._insert_deliveries, deliveries)
                 events.extend(row for item in batch for row in item.events)
+                events.reports.extend(row for item in batch for row in item.reports)
             results = [None if item.job is None else item.job(connection, events) for item in batch]
             self._insert_journal(connection, events)
             if self._notify and any(item.wakes for item in batch):

@@ -31,7 +31,7 @@ from teleway.core.model import (
     OutboxStatus,
     report_of,
 )
-from teleway.core.ports import Lease, NewMessage, Release, StoreUnavailable
+from teleway.core.ports import Lease, NewMessage, Release, StoreUnavailable, lease_reason
 from teleway.core.signal import OutboxSignal
 
 S = DeliveryState
@@ -140,6 +140,10 @@ class InMemoryStore:
             self.events.setdefault(delivery.id, [])
         for event in events:
             self.events.setdefault(event.delivery_id, []).append(event)
+        for delivery in deliveries:
+            if delivery.state is S.IN_FLIGHT:  # handed to a local worker by accept()
+                reason = self.events[delivery.id][-1].reason
+                self.outbox.report(delivery, message.created_at, reason)
         if any(d.state is S.QUEUED and d.next_attempt_at <= message.created_at for d in deliveries):
             self._work.set()
 
@@ -231,7 +235,7 @@ class InMemoryStore:
                 attempts=old.attempts + 1,
                 updated_at=now,
             )
-            reason = f"leased to {worker}, attempt {new.attempts}"
+            reason = lease_reason(worker, new.attempts)
             if old.state is S.IN_FLIGHT:
                 reason = f"lease of {old.lease_owner} expired; {reason}"
             self._store(old, new, now, reason)
