@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 import click
 
@@ -19,7 +20,7 @@ from teleway.proto.smpp.session import Role, Session
 from teleway.proto.smpp.tlv import Tlv
 from teleway.proto.sms.alphabets import encode_text
 from teleway.proto.sms.gsm7 import gsm7_can_encode
-from teleway.testing.smsc import MO_SYSTEM_TYPE
+from teleway.testing.smsc import MO_PARTS_TAG, MO_REFERENCE_TAG, MO_SYSTEM_TYPE
 from teleway.transport.smpp import SmppLink
 
 __all__ = ["inject_mo", "simulate_mo"]
@@ -38,8 +39,12 @@ async def inject_mo(
     destination: str,
     text: str,
     timeout: float = 10.0,
+    parts: Sequence[int] = (),
+    reference: int | None = None,
 ) -> None:
-    """Bind with system_type MO, submit the reply, unbind. Raises ConnectionError on failure."""
+    """Bind with system_type MO, submit the reply, unbind. Raises ConnectionError on failure.
+    `parts`: deliver only these parts of a long reply now; `reference`: its concatenation
+    reference (give the same one to deliver the other parts later)."""
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     session = Session(Role.ESME, window=1, response_timeout=timeout, now=time.monotonic())
     link = SmppLink(reader, writer, session, name="mo-injector")
@@ -52,6 +57,12 @@ async def inject_mo(
             raise ConnectionRefusedError(f"bind refused: {status_name(bound.command_status)}")
         gsm = gsm7_can_encode(text)
         data = encode_text(text, "gsm7" if gsm else "ucs2")
+        tlvs = [Tlv.octets(Tag.MESSAGE_PAYLOAD, data)]
+        if parts:
+            listed = ",".join(str(n) for n in parts).encode() + b"\0"
+            tlvs.append(Tlv.octets(MO_PARTS_TAG, listed))
+        if reference is not None:
+            tlvs.append(Tlv.octets(MO_REFERENCE_TAG, bytes([reference])))
         answer = await link.request(
             SubmitSm(
                 source_addr_ton=1,
@@ -61,7 +72,7 @@ async def inject_mo(
                 dest_addr_npi=1,
                 destination_addr=destination.lstrip("+"),
                 data_coding=0 if gsm else 8,
-                tlvs=(Tlv.octets(Tag.MESSAGE_PAYLOAD, data),),
+                tlvs=tuple(tlvs),
             )
         )
         if answer.command_status != CommandStatus.ESME_ROK:
@@ -92,6 +103,19 @@ async def inject_mo(
 @click.option("--port", default=2776, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--system-id", default="teleway", show_default=True)
 @click.option("--password", default="simulat", show_default=True)
+@click.option(
+    "--parts",
+    default="",
+    metavar="N,N,...",
+    help="Deliver only these parts of a long reply now (e.g. 1,3); send the others later "
+    "with the same --reference.",
+)
+@click.option(
+    "--reference",
+    type=click.IntRange(0, 255),
+    default=None,
+    help="The concatenation reference of a long reply (default: the simulator's next).",
+)
 @click.argument("text")
 def simulate_mo(
     destination: str,
@@ -100,11 +124,19 @@ def simulate_mo(
     port: int,
     system_id: str,
     password: str,
+    parts: str,
+    reference: int | None,
     text: str,
 ) -> None:
     """Send TEXT as a reply from phone --from to number --to through the SMSC simulator."""
     if not text or len(text) > MAX_TEXT:
         raise click.BadParameter(f"must be 1..{MAX_TEXT} characters", param_hint="TEXT")
+    try:
+        numbers = [int(n) for n in parts.split(",") if n.strip()]
+    except ValueError:
+        raise click.BadParameter("part numbers separated by commas", param_hint="--parts") from None
+    if any(not 1 <= n <= 255 for n in numbers):
+        raise click.BadParameter("part numbers are 1..255", param_hint="--parts")
     try:
         asyncio.run(
             inject_mo(
@@ -115,6 +147,8 @@ def simulate_mo(
                 source=source,
                 destination=destination,
                 text=text,
+                parts=numbers,
+                reference=reference,
             )
         )
     except (OSError, TimeoutError) as exc:

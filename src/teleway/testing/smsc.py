@@ -42,7 +42,7 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Collection, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,6 +99,11 @@ class SimulatorSettings:
 
 
 MO_SYSTEM_TYPE = "MO"  # a bind with this system_type injects replies from phones
+# vendor TLVs of an injection (SMPP v3.4 5.3.2: 0x1400-0x3FFF): the concatenation reference to
+# use (Integer, 1 octet) and which parts to deliver now (C-Octet String, e.g. "1,3"): a network
+# that delivers the parts of one reply far apart, the rest injected later with the same reference
+MO_REFERENCE_TAG = 0x1501
+MO_PARTS_TAG = 0x1502
 
 
 @dataclass(kw_only=True)
@@ -316,17 +321,47 @@ class SmscSimulator:
         except ValueError:
             encoding = None
         text = data.decode("latin-1") if encoding is None else decode_text(data, encoding)
-        self.inject_mo(source=pdu.source_addr, destination=pdu.destination_addr, text=text)
+        reference = pdu.tlv(MO_REFERENCE_TAG)
+        parts = pdu.tlv(MO_PARTS_TAG)
+        only = None
+        if isinstance(parts, bytes):
+            try:
+                only = {int(n) for n in parts.rstrip(b"\0").decode("ascii").split(",")}
+            except ValueError:
+                return pdu.response(command_status=CommandStatus.ESME_RINVOPTPARAMVAL)
+        self.inject_mo(
+            source=pdu.source_addr,
+            destination=pdu.destination_addr,
+            text=text,
+            only=only,
+            reference=reference[0] if isinstance(reference, bytes) and reference else None,
+        )
         return pdu.response(message_id=self._new_message_id())
 
-    def inject_mo(self, *, source: str, destination: str, text: str, concat: str = "udh8") -> int:
+    def inject_mo(
+        self,
+        *,
+        source: str,
+        destination: str,
+        text: str,
+        concat: str = "udh8",
+        only: Collection[int] | None = None,
+        reference: int | None = None,
+    ) -> int:
         """Queue a reply from phone `source` to `destination` for the receivers; long texts
-        go as concatenated parts (UDH 8-bit, or "sar"). Returns the number of parts."""
-        self._reference = (self._reference + 1) % 256
-        plan = plan_segments(text, concat=concat, reference=self._reference)
+        go as concatenated parts (UDH 8-bit, or "sar"). Returns the number of parts.
+
+        `only`: send just these part numbers (1-based) now, and the others with a later call
+        giving the same `reference` (a phone network that delivers parts far apart)."""
+        if reference is None:
+            self._reference = (self._reference + 1) % 256
+            reference = self._reference
+        plan = plan_segments(text, concat=concat, reference=reference)
         now = datetime.now(UTC)
         ton = 1 if source.lstrip("+").isdigit() else 5
         for segment in plan.parts:
+            if only is not None and segment.index not in only:
+                continue
             tlvs: tuple[Tlv, ...] = ()
             if segment.sar is not None:
                 ref, total, seq = segment.sar
@@ -349,7 +384,7 @@ class SmscSimulator:
             )
             self._receipts.append(
                 _Pending(
-                    message_id=f"mo-{self._reference}-{segment.index}",
+                    message_id=f"mo-{reference}-{segment.index}",
                     pdu=SubmitSm(),
                     submitted=now,
                     due=time.monotonic(),
