@@ -57,7 +57,7 @@ from teleway.store.blobs import LocalBlobStore
 from teleway.store.directory import Directory
 from teleway.store.history import History
 from teleway.store.idempotency import IdempotencyKeys
-from teleway.store.inbound import InboundNumbers
+from teleway.store.inbound import HeldReplyParts, InboundNumbers
 from teleway.store.migrations import upgrade
 from teleway.store.receipts import PartOutcomes
 from teleway.store.smpp_ops import SmppOperations
@@ -215,6 +215,9 @@ class Gateway:
                 clock=self.clock,
                 metrics=self.metrics,
             )
+            # parts of replies answered before their message was whole, before any new part
+            channel.held = HeldReplyParts(store.db, store.writer)
+            await channel.restore_held()
             for upstream in self.upstreams:
                 upstream.start()
             q = cfg.queue
