@@ -226,6 +226,53 @@ async def test_submit_field_rules(rig: SmppRig, fields: dict[str, Any], status: 
         assert await rig.store.messages.get_message(response.message_id) is not None
 
 
+async def test_allowed_sender_ids(tmp_path: Path) -> None:
+    """An account limited to some sender ids: others get ESME_RINVSRCADR (in submit_sm,
+    data_sm and submit_multi alike); no source_addr means the account's own sender."""
+    made = await start_smpp_rig(
+        tmp_path,
+        settings={"sender_id": "ACMEBANK", "allowed_senders": ["ACME", "+4479111*"]},
+    )
+    try:
+
+        def work(c: RawEsme) -> list[int]:
+            statuses = [
+                c.request(sm(source_addr_ton=ton, source_addr=addr)).command_status
+                for ton, addr in [
+                    (1, SENDER),  # +447911123456: in the allowed prefix
+                    (5, "ACME"),
+                    (5, "ACMEBANK"),  # the account's own sender
+                    (0, ""),  # none given: the account's own sender
+                    (1, "447912123456"),
+                    (5, "Acme"),
+                    (5, "EVIL"),
+                ]
+            ]
+            data = DataSm(
+                source_addr_ton=5,
+                source_addr="EVIL",
+                dest_addr_ton=1,
+                dest_addr_npi=1,
+                destination_addr=RECIPIENT,
+                tlvs=(Tlv.octets(Tag.MESSAGE_PAYLOAD, b"hello"),),
+            )
+            statuses.append(c.request(data).command_status)
+            multi = SubmitMulti(
+                source_addr_ton=5,
+                source_addr="EVIL",
+                dest_addresses=(SmeAddress(1, 1, RECIPIENT),),
+                short_message=b"hello",
+            )
+            statuses.append(c.request(multi).command_status)
+            return statuses
+
+        statuses = await esme(made, work)
+    finally:
+        await stop_smpp_rig(made)
+    ok, bad = S.ESME_ROK, S.ESME_RINVSRCADR
+    assert statuses == [ok, ok, ok, ok, bad, bad, bad, bad, bad]
+
+
 def one_write(c: RawEsme, pdus: list[SubmitSm]) -> list[Any]:
     """Send the PDUs in one write (the server reads them together) and return their
     responses in the order sent (matched by sequence number)."""

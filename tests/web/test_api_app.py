@@ -160,6 +160,20 @@ async def test_invalid_submission_releases_its_idempotency_key(world: World) -> 
             assert response.status_code == 400, header
 
 
+async def test_sender_id_outside_the_allowed_senders_is_422(world: World) -> None:
+    await world.ctx.directory.update_settings(
+        "acme", {"sender_id": "ACME", "allowed_senders": ["ACME", "+4479111*"]}, actor="test"
+    )
+    async with world.client() as client:
+        for sender, status in [("ACME", 201), ("+447911123456", 201), ("EVIL", 422)]:
+            body = {**MESSAGE, "options": {"sender_id": sender}}
+            response = await client.post("/messages", json=body)
+            assert response.status_code == status, (sender, response.text)
+        problem = response.json()
+        assert [e["field"] for e in problem["errors"]] == ["options.sender_id"], problem
+        assert (await client.post("/messages", json=MESSAGE)).status_code == 201
+
+
 async def test_multipart_fax_with_a_document(world: World) -> None:
     message = {"recipients": [{"number": "+14155550100", "device": "fax"}], "subject": "Invoice"}
     async with world.client() as client:

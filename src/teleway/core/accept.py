@@ -34,6 +34,7 @@ from teleway.core.ports import (
     NewMessage,
     lease_reason,
 )
+from teleway.core.senders import sender_allowed
 
 MAX_TEXT_CHARS = 64 * 1024  # longest text kept for one message (message_payload is 64 KiB)
 MAX_VALIDITY = timedelta(days=30)
@@ -67,6 +68,11 @@ def validate(submission: Submission) -> list[str]:
     problems: list[Problem] = []
     if not account.enabled:
         problems.append(Problem(field="account", reason="account is disabled"))
+    sender = submission.options.sender_id
+    if settings.allowed_senders and not sender_allowed(
+        settings.allowed_senders, sender, settings.sender_id
+    ):
+        problems.append(Problem(field="sender", reason=f"the account may not send as {sender!r}"))
     recipients = submission.recipients
     if not recipients:
         problems.append(Problem(field="recipients", reason="at least one recipient is required"))

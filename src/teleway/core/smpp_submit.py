@@ -417,6 +417,8 @@ def status_for_problems(problems: Sequence[Problem]) -> int:
             return _S.ESME_RINVEXPIRY
         if field == "schedule":
             return _S.ESME_RINVSCHED
+        if field == "sender":
+            return _S.ESME_RINVSRCADR
     return _S.ESME_RSUBMITFAIL
 
 

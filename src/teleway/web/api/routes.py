@@ -82,6 +82,7 @@ def _accept_field(field: str, reason: str) -> FieldError:
         "content": "text",
         "validity": "options.validity",
         "schedule": "options.schedule",
+        "sender": "options.sender_id",
     }.get(field, field)
     return FieldError(field=renamed, reason=reason)
 
