@@ -19,7 +19,7 @@ Measured for each (4 binds x window 64 unless said otherwise):
   accept -> submit_sm on the upstream). Twice in the same run: `handoff` (accept() hands new
   deliveries, committed already leased, to the local dispatchers: `LocalHandoff`, as `teleway
   serve` wires it) and `queued` (no handoff: the dispatchers lease them from the store, a second
-  commit). With `--stall-ms S`, the first commit after every `--stall-every` seconds is held S
+  commit); `--rounds N` alternates the two N times and reports the medians. With `--stall-ms S`, the first commit after every `--stall-every` seconds is held S
   ms longer (the writer thread sleeps after COMMIT, before anyone is told): a disk whose fsync
   stalls, simulated the same way for both;
 - `limit`: one bind, throughput limit configured at `--limit` msgs/s: measured rate over the
@@ -433,12 +433,29 @@ async def run_all(args: argparse.Namespace) -> list[Row]:
                 store_rate = await accepted_to_submitted(upstream.port, directory, 2_500 * scale)
                 print(f"{kind}: latency at {args.rate:g}/s ...", flush=True)
                 stall = {"stall": args.stall_ms / 1000, "stall_every": args.stall_every}
-                p50, p99 = await latency(
-                    upstream.port, directory, args.rate, 3 * scale, handoff=True, **stall
+                runs: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+                for _ in range(args.rounds):  # alternated: a noisy moment hits both alike
+                    for handoff in (True, False):
+                        result = await latency(
+                            upstream.port,
+                            directory,
+                            args.rate,
+                            3 * scale,
+                            handoff=handoff,
+                            **stall,
+                        )
+                        runs[handoff].append(result)
+                (p50, p99), (q50, q99) = (
+                    (
+                        statistics.median(r[0] for r in runs[h]),
+                        statistics.median(r[1] for r in runs[h]),
+                    )
+                    for h in (True, False)
                 )
-                q50, q99 = await latency(
-                    upstream.port, directory, args.rate, 3 * scale, handoff=False, **stall
-                )
+                if args.rounds > 1:
+                    for h in (True, False):
+                        name = "handoff" if h else "queued"
+                        print(f"  {name} p50/p99 per round: {runs[h]}", flush=True)
                 print(f"{kind}: limit {args.limit:g}/s ...", flush=True)
                 limit_rate, peak = await limit_accuracy(
                     upstream.port, account, args.limit, 3 * scale
@@ -524,6 +541,12 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="do not touch docs/")
     parser.add_argument("--rate", type=float, default=1000.0, help="latency load, msgs/s")
     parser.add_argument("--limit", type=float, default=500.0, help="throughput limit, msgs/s")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="latency: alternate handoff/queued this often, report the medians",
+    )
     parser.add_argument(
         "--stall-ms", type=float, default=0.0, help="latency runs: hold one commit this long..."
     )
