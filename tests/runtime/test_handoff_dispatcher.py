@@ -168,6 +168,26 @@ async def test_when_the_handoff_is_full_new_deliveries_are_queued_and_leased_lat
     assert store.leased["w1"] == 3  # the queued ones came from the store
 
 
+async def test_a_dispatcher_that_does_not_keep_up_takes_no_new_deliveries() -> None:
+    store, clock, ids = InMemoryStore(), FakeClock(START), SequentialIds()
+    gate = asyncio.Event()
+    channel = ScriptedChannel(script=lambda d: SUBMITTED, gate=gate)
+    dispatcher = make_dispatcher(store, clock, channel, concurrency=1)
+    handoff = LocalHandoff([dispatcher])
+    async with running(dispatcher):
+        await submit(store, clock, ids, count=2, handoff=handoff)
+        await eventually(lambda: len(channel.calls) == 1)  # the second waits for the slot
+        clock.advance(LEASE_FOR / 5)
+        claim = handoff.claim(Device.SMS)
+        assert claim is not None
+        clock.advance(LEASE_FOR / 10)  # the waiting one has waited more than a quarter
+        assert handoff.claim(Device.SMS) is None
+        (later,) = await submit(store, clock, ids, handoff=handoff)
+        assert store.deliveries[later].state is S.QUEUED
+        gate.set()
+        await eventually(lambda: bool(store.deliveries[later].upstream_ids))
+
+
 async def test_work_waiting_in_the_store_comes_before_new_deliveries() -> None:
     store, clock, ids = CountingStore(), FakeClock(START), SequentialIds()
     gate = asyncio.Event()

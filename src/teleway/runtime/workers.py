@@ -10,8 +10,9 @@ a leased delivery whose worker died is leased again when the lease expires.
 `LocalHandoff` lets `accept()` give new deliveries straight to this process's dispatchers
 (`core.ports.Handoff`): they are committed already leased, so between the commit of a message
 and its submit there is no second store write. A dispatcher takes them while it has room
-(`handoff_limit` claimed or waiting, at most) and found no due work in the store on its last
-look (that work came first: new deliveries then queue behind it).
+(`handoff_limit` claimed or waiting, at most), keeps up (none waits for a slot since a quarter
+of its lease) and found no due work in the store on its last look (that work came first: new
+deliveries then queue behind it).
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ class Dispatcher:
         self._claimed = 0
         self._handed: deque[Lease] = deque()
         self._backlog = False  # the last lease() found due work in the store
+        self._keeping_up = lease_for * 3 / 4  # see claim()
         self._closed = False  # stop() returned: nothing handed over is started any more
 
     def _channel_for(self, delivery: Delivery) -> Channel | None:
@@ -185,6 +187,8 @@ class Dispatcher:
             or self._run_done.is_set()  # not running
         ):
             return None
+        if self._handed and self._handed[0].expires_at < self.clock.now() + self._keeping_up:
+            return None  # the oldest waiting one waited a quarter of its lease: not keeping up
         for channel in self.channels:
             if device in channel.devices and channel.ready:
                 self._claimed += 1
