@@ -21,7 +21,7 @@ from smtp_harness import (  # noqa: F401 (fixtures)
 
 from teleway.core.model import Device, ReportOn
 from teleway.core.ports import StoreUnavailable
-from teleway.ingress.smtp import SmtpListener
+from teleway.ingress.smtp import MAX_DATA_LINE, SmtpListener
 
 
 def transaction(
@@ -238,6 +238,33 @@ async def test_size_is_announced_and_enforced(make_rig: MakeRig) -> None:
     assert announced[0] == 552
     assert data is not None and data[0] == 552 and data[1].startswith(b"5.3.4")
     assert rig.accepted == []
+
+
+async def test_a_line_over_the_limit_is_refused_and_the_session_goes_on(make_rig: MakeRig) -> None:
+    """500 5.5.2 for a line longer than MAX_DATA_LINE (also when the message is too big as
+    well: the line decides, whatever the chunks it came in); the next message goes through."""
+    rig, _ = await make_rig(limits={"max_message_size": 200_000})
+    target = f"+17816170000@fax.{DOMAIN}"  # a fax takes a long text (an SMS would be too long)
+    long_line = b"y" * (MAX_DATA_LINE + 1)
+    at_limit = b"z" * MAX_DATA_LINE
+
+    def message(*lines: bytes) -> bytes:
+        return email().as_bytes() + b"".join(line + b"\r\n" for line in lines)
+
+    def go(client: smtplib.SMTP) -> Any:
+        client.ehlo("client.test")
+        return [
+            transaction(client, [target], message(b"a", long_line, b"b"))[1],
+            transaction(client, [target], message(at_limit, long_line, at_limit, at_limit))[1],
+            # a header line of exactly MAX_DATA_LINE bytes (the text itself has a limit)
+            transaction(client, [target], b"X-Pad: " + at_limit[7:] + b"\r\n" + message())[1],
+        ]
+
+    over, over_and_big, fine = await rig.session(go)
+    assert over is not None and over[0] == 500 and over[1].startswith(b"5.5.2")
+    assert over_and_big is not None and over_and_big[0] == 500, over_and_big
+    assert fine is not None and fine[0] == 250, fine
+    assert len(rig.accepted) == 1
 
 
 async def test_too_many_recipients(make_rig: MakeRig) -> None:

@@ -768,6 +768,18 @@ IDLE_TIMER_SLACK = 0.001  # seconds: an idle timer this close to its deadline co
 MAX_DATA_LINE = 64 * 1024
 
 
+def _has_long_line(buffer: bytes, end: int) -> bool:
+    """Whether a line between the CRLF at 0 and the CRLF at `end` of `buffer` is longer than
+    MAX_DATA_LINE. Jumps to the last CRLF within reach of a longest allowed line: a few C-level
+    searches per chunk, not one Python step per line."""
+    position = 0
+    while end - position - 2 > MAX_DATA_LINE:
+        position = buffer.rfind(b"\r\n", position + 2, position + 4 + MAX_DATA_LINE)
+        if position < 0:
+            return True
+    return False
+
+
 class DotDecoder:
     """RFC 5321 4.5.2 DATA transparency on chunks of any size: finds the terminating
     `CRLF.CRLF` and deletes the first character of every line that starts with a period.
@@ -783,27 +795,34 @@ class DotDecoder:
         self.too_long = False
 
     def feed(self, chunk: bytes) -> tuple[bytes, bytes]:
-        """Decode `chunk`; return (message bytes, bytes after the end marker)."""
+        """Decode `chunk`; return (message bytes, bytes after the end marker). `too_long` is
+        set when a line before the end marker is longer than MAX_DATA_LINE (its CRLF not
+        counted), however the data was cut into chunks; the message is then not kept."""
         buffer = self._carry + chunk
         end = buffer.find(b"\r\n.\r\n")
+        if self.too_long:  # only the end marker matters now
+            if end >= 0:
+                self.done = True
+                return b"", buffer[end + 5 :]
+            self._carry = buffer[-4:]
+            return b"", b""
         if end >= 0:
             self.done = True
             self._carry = b""
+            if _has_long_line(buffer, end):
+                self.too_long = True
+                return b"", buffer[end + 5 :]
             return self._emit(buffer[: end + 2]), buffer[end + 5 :]
-        if self.too_long:  # only the end marker matters now
-            self._carry = buffer[-4:]
-            return b"", b""
-        cut = buffer.rfind(b"\r\n")
-        if cut <= 0 and len(buffer) > MAX_DATA_LINE:
+        cut = buffer.rfind(b"\r\n")  # >= 0: the carry starts with the CRLF ending its line
+        # the unfinished last line (a CR at the very end may be half of its CRLF)
+        tail = len(buffer) - cut - 2 - (buffer[-1:] == b"\r")
+        if tail > MAX_DATA_LINE or _has_long_line(buffer, cut):
             self.too_long = True
             self._carry = buffer[-4:]
             return b"", b""
-        if cut <= 0:
-            self._carry = buffer
+        self._carry = buffer[cut:]
+        if cut == 0:
             return b"", b""
-        self._carry = buffer[cut:]  # starts with the CRLF that ends the last whole line
-        if len(self._carry) > MAX_DATA_LINE:
-            self.too_long = True
         return self._emit(buffer[:cut]), b""
 
     def _emit(self, piece: bytes) -> bytes:
@@ -1132,10 +1151,10 @@ class GatewaySMTP(SMTP):
         if too_big or decoder.too_long:
             spool.discard()
             self._set_post_data_state()  # type: ignore[no-untyped-call]
-            if too_big:
-                await self.push(f"552 5.3.4 message larger than {limit} bytes")
-            else:
+            if decoder.too_long:  # decided on the whole data; the size only up to that line
                 await self.push(f"500 5.5.2 a line is longer than {MAX_DATA_LINE} bytes")
+            else:
+                await self.push(f"552 5.3.4 message larger than {limit} bytes")
             return
         self.envelope.content = None
         self.envelope.original_content = None
