@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 from store_helpers import START, add_accounts, empty_postgres
 
+from teleway.core.model import Content, Message, Options, Origin
 from teleway.store import Store, open_store, tables
 from teleway.store.api_keys import (
     LAST_USED_GRANULARITY,
@@ -21,6 +22,7 @@ from teleway.store.api_keys import (
     looks_like_key,
 )
 from teleway.store.idempotency import (
+    KEY_OPTION,
     PENDING_TIMEOUT,
     RETENTION,
     ClaimResult,
@@ -161,6 +163,44 @@ async def test_idempotency_release_and_abandoned_claims(store: Store) -> None:
     assert await keys.purge(now=late + RETENTION) == 0  # kept for exactly RETENTION
     assert await keys.purge(now=late + RETENTION + timedelta(seconds=1)) == 1
     assert (await keys.claim(1, "k", h, now=late)).result is ClaimResult.FRESH
+
+
+async def test_an_abandoned_claim_whose_message_was_committed_is_answered_with_it(
+    store: Store,
+) -> None:
+    """The first request's process died after accept() committed, before complete(): the
+    message carries its key, and the late retry gets that message instead of a second one."""
+    keys = IdempotencyKeys(store.db, store.writer)
+    h = request_hash("body")
+    assert (await keys.claim(1, "crash", h, now=START)).result is ClaimResult.FRESH
+    assert (await keys.claim(1, "other", h, now=START)).result is ClaimResult.FRESH
+
+    def message(message_id: str, account_id: int, key: str, after: timedelta) -> Message:
+        return Message(
+            id=message_id,
+            account_id=account_id,
+            origin=Origin.HTTP,
+            submitter="api",
+            content=Content(text="hi"),
+            options=Options(extra={KEY_OPTION: key}),
+            created_at=START + after,
+        )
+
+    await store.messages.add_messages(
+        [
+            (message("m-other-account", 2, "crash", timedelta(seconds=1)), [], []),
+            (message("m-other-key", 1, "other", timedelta(seconds=1)), [], []),
+            (message("m-crash", 1, "crash", timedelta(seconds=2)), [], []),
+        ]
+    )
+    late = START + PENDING_TIMEOUT
+    found = await keys.claim(1, "crash", h, now=late)
+    assert (found.result, found.message_id) == (ClaimResult.COMMITTED, "m-crash")
+    await keys.complete(1, "crash", message_id="m-crash", response={"status": 201, "body": {}})
+    assert (await keys.claim(1, "crash", h, now=late)).result is ClaimResult.REPLAY
+    # an abandoned claim whose message never came is taken over as before
+    assert (await keys.claim(1, "never", h, now=START)).result is ClaimResult.FRESH
+    assert (await keys.claim(1, "never", h, now=late)).result is ClaimResult.FRESH
 
 
 async def test_concurrent_claims_only_one_wins(store: Store) -> None:

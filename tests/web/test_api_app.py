@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,10 @@ from teleway.store.api_keys import ApiKeys
 from teleway.store.blobs import LocalBlobStore
 from teleway.store.directory import Directory
 from teleway.store.history import History
-from teleway.store.idempotency import IdempotencyKeys
+from teleway.store.idempotency import PENDING_TIMEOUT, IdempotencyKeys
 from teleway.store.smpp_ops import SmppOperations
 from teleway.store.webhooks import WebhookAttempts
+from teleway.testing.fakes import FakeClock
 from teleway.web.api.schemas import parse_message
 from teleway.web.app import build_app
 from teleway.web.context import ApiSettings, WebContext
@@ -158,6 +159,46 @@ async def test_invalid_submission_releases_its_idempotency_key(world: World) -> 
                 "/messages", json=MESSAGE, headers={"Idempotency-Key": header}
             )
             assert response.status_code == 400, header
+
+
+async def test_a_retry_after_a_crash_between_commit_and_key_gets_the_committed_message(
+    world: World,
+) -> None:
+    """The first request's message was committed but its process died before the key was
+    completed: the retry (once the claim is stale) is answered with that message, not a
+    second one."""
+    clock = FakeClock(datetime.now(UTC))
+    keys = world.ctx.idempotency
+
+    class DiesBeforeCompleting:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(keys, name)
+
+        async def complete(self, *args: Any, **kwargs: Any) -> None:
+            raise StoreUnavailable("the process died here")
+
+    body = {**MESSAGE, "recipients": [{"number": "+14155550100"}, {"number": "+14155550101"}]}
+    header = {"Idempotency-Key": "order-4711"}
+    dying = replace(world.ctx, clock=clock, idempotency=DiesBeforeCompleting())
+    async with world.client(dying) as client:
+        first = await client.post("/messages", json=body, headers=header)
+    assert first.status_code == 201
+    clock.advance(PENDING_TIMEOUT + timedelta(seconds=1))
+    restarted = replace(world.ctx, clock=clock)
+    async with world.client(restarted) as client:
+        again = await client.post("/messages", json=body, headers=header)
+        replayed = await client.post("/messages", json=body, headers=header)
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.headers["Location"] == first.headers["Location"]
+    expected = first.json()
+    got = again.json()
+    assert got["id"] == expected["id"]
+    assert got["deliveries"] == expected["deliveries"]
+    assert replayed.json() == got and replayed.headers["Idempotent-Replayed"] == "true"
+    account = await world.ctx.directory.account_by_name("acme")
+    assert account is not None
+    listed = await world.store.messages.list_messages(account.id)
+    assert [m.id for m in listed] == [expected["id"]]  # one message, not two
 
 
 async def test_sender_id_outside_the_allowed_senders_is_422(world: World) -> None:

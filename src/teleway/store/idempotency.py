@@ -12,10 +12,11 @@ The protocol (as in the IETF draft "The Idempotency-Key HTTP Header Field"):
    later retry can use the key.
 
 A pending row older than `PENDING_TIMEOUT` belongs to a request whose process died before it
-could complete or release it; the next claim takes it over. (If that process died after
-`accept()` committed but before `complete()`, the retry creates a second message: the window
-is one commit wide and the price of not holding a database transaction open across the
-group-commit writer.)
+could complete or release it; the next claim takes it over. That process may have died after
+`accept()` committed its message but before `complete()`: the message carries its key
+(`Options.extra["idempotency_key"]`, `KEY_OPTION`), so before taking a claim over, `claim`
+looks for a message of the account with that key created since the claim
+(`ClaimResult.COMMITTED`: answer with that message, never accept it a second time).
 
 Keys are kept `RETENTION` (24 hours) and then purged (`purge`), as the draft recommends
 (a client retries within minutes, not days).
@@ -38,6 +39,8 @@ from teleway.store.engine import Database
 from teleway.store.writer import Writer
 
 MAX_KEY_CHARS = 255  # tables.idempotency_keys.key
+KEY_OPTION = "idempotency_key"  # the message's Options.extra entry naming its request's key
+SEARCH_AFTER_CLAIM = 2 * timedelta(seconds=60)  # how long after a claim its message may be made
 RETENTION = timedelta(hours=24)
 PENDING_TIMEOUT = timedelta(seconds=60)
 PENDING = ""  # message_id of a claimed, not yet completed key
@@ -48,6 +51,7 @@ class ClaimResult(StrEnum):
     REPLAY = "replay"  # answer with `response`
     MISMATCH = "mismatch"  # same key, other request: 422
     BUSY = "busy"  # the first request with this key is still running: 409
+    COMMITTED = "committed"  # abandoned, but its message was committed: answer with message_id
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,7 +115,10 @@ class IdempotencyKeys:
                 )
             if now - row.created_at < PENDING_TIMEOUT:
                 return Claim(result=ClaimResult.BUSY)
-            # abandoned by a process that died: take it over
+            # abandoned by a process that died: had it committed the message already?
+            committed = _message_with_key(connection, account_id, key, row.created_at)
+            if committed is not None:
+                return Claim(result=ClaimResult.COMMITTED, message_id=committed)
             connection.execute(update(t).where(where).values(created_at=now))
             return Claim(result=ClaimResult.FRESH)
 
@@ -159,3 +166,26 @@ class IdempotencyKeys:
             return int(result.rowcount or 0)
 
         return await self._writer.write(job)
+
+
+def _message_with_key(
+    connection: Connection, account_id: int, key: str, claimed_at: datetime
+) -> str | None:
+    """The id of the account's message made for idempotency key `key` (see `KEY_OPTION`)
+    since its claim, if one was committed. Only after a crash: a bounded walk over the
+    account's messages of that time (the (account_id, created_at) index), oldest first."""
+    m = tables.messages
+    rows = connection.execute(
+        select(m.c.id, m.c.options)
+        .where(
+            m.c.account_id == account_id,
+            m.c.created_at >= claimed_at,
+            m.c.created_at <= claimed_at + SEARCH_AFTER_CLAIM,
+        )
+        .order_by(m.c.created_at)
+    )
+    for message_id, options in rows:
+        extra = options.get("extra") if isinstance(options, dict) else None
+        if isinstance(extra, dict) and extra.get(KEY_OPTION) == key:
+            return str(message_id)
+    return None

@@ -32,6 +32,7 @@ from teleway.core.model import (
 )
 from teleway.core.ports import StoreUnavailable
 from teleway.store.history import InvalidCursor, MessageFilter
+from teleway.store.idempotency import KEY_OPTION
 from teleway.web.api import schemas
 from teleway.web.api.auth import ApiAuth, Caller
 from teleway.web.api.problems import (
@@ -85,6 +86,26 @@ def _accept_field(field: str, reason: str) -> FieldError:
         "sender": "options.sender_id",
     }.get(field, field)
     return FieldError(field=renamed, reason=reason)
+
+
+def _created_body(
+    message_id: str, created_at: datetime, deliveries: list[tuple[str, str, Device]]
+) -> dict[str, Any]:
+    """The 201 answer to POST /messages: (id, recipient, device) of each delivery."""
+    return {
+        "id": message_id,
+        "created_at": schemas.when(created_at),
+        "deliveries": [
+            {
+                "id": delivery_id,
+                "recipient": number,
+                "device": str(device),
+                "state": str(DeliveryState.QUEUED),
+            }
+            for delivery_id, number, device in deliveries
+        ],
+        "links": {"self": f"{API_PREFIX}/messages/{message_id}"},
+    }
 
 
 def _canonical(value: Any) -> bytes:
@@ -151,8 +172,11 @@ class MessagesApi:
                     "the first request with this Idempotency-Key has not finished; retry later",
                     headers={"Retry-After": "1"},
                 )
+            if result == "committed" and claim.message_id:
+                # the first request's process died after its message was committed
+                return await self._recovered(account_id, idempotency_key, claim.message_id)
         try:
-            body = await self._submit(caller, data, files)
+            body = await self._submit(caller, data, files, idempotency_key)
         except BaseException:
             if idempotency_key is not None:
                 try:
@@ -175,6 +199,36 @@ class MessagesApi:
                     extra={"fields": {"message": body["id"]}},
                 )
         return JSONResponse(body, status_code=201, headers=self._created_headers(body["id"]))
+
+    async def _recovered(self, account_id: int, key: str, message_id: str) -> Response:
+        """The answer the first request with `key` would have given for `message_id`."""
+        try:
+            message = await self.ctx.messages.get_message(message_id)
+            deliveries = await self.ctx.messages.deliveries_of(message_id)
+        except StoreUnavailable as exc:
+            raise unavailable(exc) from exc
+        if message is None:  # purged meanwhile: nothing to answer with but a conflict
+            raise ApiProblem(IDEMPOTENCY_BUSY, "retry later", headers={"Retry-After": "1"})
+        body = _created_body(
+            message_id,
+            message.created_at,
+            [(d.id, d.recipient, d.device) for d in sorted(deliveries, key=lambda d: d.seq)],
+        )
+        try:
+            await self.ctx.idempotency.complete(
+                account_id, key, message_id=message_id, response={"status": 201, "body": body}
+            )
+        except StoreUnavailable:
+            logger.warning("API: could not record a recovered idempotency key (store down)")
+        logger.info(
+            "API: idempotency key of an interrupted request answered with its message",
+            extra={"fields": {"message": message_id}},
+        )
+        return JSONResponse(
+            body,
+            status_code=201,
+            headers=self._created_headers(message_id) | {"Idempotent-Replayed": "true"},
+        )
 
     def _created_headers(self, message_id: str | None) -> dict[str, str]:
         if not message_id:
@@ -264,7 +318,11 @@ class MessagesApi:
             await form.close()
 
     async def _submit(
-        self, caller: Caller, data: Any, files: list[tuple[UploadFile, bytes]]
+        self,
+        caller: Caller,
+        data: Any,
+        files: list[tuple[UploadFile, bytes]],
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         parsed, errors = schemas.parse_message(data, max_recipients=self.ctx.api.max_recipients)
         if parsed is None:
@@ -300,6 +358,8 @@ class MessagesApi:
                 sender_id=parsed.sender_id,
                 report=ReportOn.ALL if wants_reports else ReportOn.NONE,
                 callback_url=parsed.callback_url,
+                # committed with the message: a retry after a crash finds it (store.idempotency)
+                extra={} if idempotency_key is None else {KEY_OPTION: idempotency_key},
             ),
         )
         try:
@@ -322,22 +382,16 @@ class MessagesApi:
                 }
             },
         )
-        return {
-            "id": accepted.message_id,
-            "created_at": schemas.when(now),
-            "deliveries": [
-                {
-                    "id": delivery_id,
-                    "recipient": number,
-                    "device": str(recipient.device),
-                    "state": str(DeliveryState.QUEUED),
-                }
+        return _created_body(
+            accepted.message_id,
+            now,
+            [
+                (delivery_id, number, recipient.device)
                 for delivery_id, number, recipient in zip(
                     accepted.delivery_ids, accepted.recipients, parsed.recipients, strict=True
                 )
             ],
-            "links": {"self": f"{API_PREFIX}/messages/{accepted.message_id}"},
-        }
+        )
 
     # --- GET /messages ---------------------------------------------------------------------
 
