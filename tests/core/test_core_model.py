@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -7,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from teleway.core import model
 from teleway.core.ids import ID_LENGTH, id_millis, make_id
 from teleway.core.lifecycle import (
     RECEIPT_STAT,
@@ -243,3 +245,68 @@ def test_settings_new_fields_round_trip() -> None:
     back = Settings.from_dict(s.to_dict())
     assert back == s
     assert back.notify_on is ReportOn.FINAL and back.smpp_default_device is Device.MOBILE
+
+
+# --- quick_init: the frozen values' fast constructor --------------------------------------
+
+QUICK = [
+    model.Content, model.Options, model.Recipient, model.Submission, model.Message,
+    model.Delivery, model.DeliveryEvent, model.Accepted, model.HeldPart, model.OutboxItem,
+]  # fmt: skip
+_SAMPLE = object()
+
+
+def _required(cls: type) -> dict[str, object]:
+    """A value for every field without a default (any object: neither init checks types)."""
+    return {
+        f.name: _SAMPLE
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+
+
+@pytest.mark.parametrize("cls", QUICK, ids=lambda c: c.__name__)
+@given(data=st.data())
+def test_quick_init_builds_what_the_dataclass_init_builds(cls: type, data: st.DataObject) -> None:
+    names = [f.name for f in dataclasses.fields(cls)]
+    given_too = data.draw(st.sets(st.sampled_from(names)))
+    kwargs = _required(cls) | {name: (name, 1) for name in given_too}
+    quick = cls(**kwargs)
+    slow = object.__new__(cls)
+    cls.__dataclass_init__(slow, **kwargs)
+    assert quick.__dict__ == slow.__dict__
+    assert list(quick.__dict__) == names  # same attributes, in field order
+    assert quick == slow
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        quick.id = "changed"
+    assert dataclasses.replace(quick) == quick
+
+
+@pytest.mark.parametrize("cls", QUICK, ids=lambda c: c.__name__)
+def test_quick_init_refuses_what_the_dataclass_init_refuses(cls: type) -> None:
+    required = _required(cls)
+    with pytest.raises(TypeError):
+        cls(**required, not_a_field=1)
+    for name in required:
+        with pytest.raises(TypeError):
+            cls(**{k: v for k, v in required.items() if k != name})
+    with pytest.raises(TypeError):
+        cls(_SAMPLE, **required)  # keyword-only, like the dataclass's
+
+
+def test_quick_init_default_factories_give_fresh_values_and_post_init_runs() -> None:
+    assert model.Options().extra == {} and model.Options().extra is not model.Options().extra
+
+    @model.quick_init
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Checked:
+        low: int
+        high: int = 10
+
+        def __post_init__(self) -> None:
+            if self.low > self.high:
+                raise ValueError("low above high")
+
+    assert Checked(low=3).high == 10
+    with pytest.raises(ValueError, match="low above high"):
+        Checked(low=11)

@@ -7,10 +7,51 @@ Everything here is a frozen value. The store persists these values; the ingresse
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Self
+from typing import Any, Self, TypeVar
+
+T = TypeVar("T")
+
+
+def quick_init(cls: type[T]) -> type[T]:
+    """Give a frozen dataclass an `__init__` that fills the instance's `__dict__` directly.
+
+    The one `dataclass(frozen=True)` generates sets each field through `object.__setattr__`
+    (frozen classes forbid plain assignment), about 0.15 µs a field here: a delivery costs
+    3.7 µs to build, and accept() builds ten such values per message. This one has the same
+    signature (keyword-only fields, defaults, default factories, `__post_init__`) and stores
+    the same attributes: 1.5 µs for a delivery. The instance stays frozen afterwards (setting
+    an attribute still raises FrozenInstanceError). `cls.__dataclass_init__` keeps the
+    generated one (tests compare the two)."""
+    parameters: list[str] = []
+    body: list[str] = []
+    namespace: dict[str, Any] = {"_MISSING": MISSING}
+    for f in fields(cls):  # type: ignore[arg-type]
+        if not f.init:
+            raise TypeError(f"{cls.__name__}.{f.name}: init=False fields are not supported")
+        if f.default is not MISSING:
+            namespace[f"_default_{f.name}"] = f.default
+            parameters.append(f"{f.name}=_default_{f.name}")
+        elif f.default_factory is not MISSING:
+            namespace[f"_factory_{f.name}"] = f.default_factory
+            parameters.append(f"{f.name}=_MISSING")
+            body.append(f"    if {f.name} is _MISSING:\n        {f.name} = _factory_{f.name}()")
+        else:
+            parameters.append(f.name)
+    body.append("    _dict = self.__dict__")
+    body.extend(f"    _dict[{f.name!r}] = {f.name}" for f in fields(cls))  # type: ignore[arg-type]
+    if hasattr(cls, "__post_init__"):
+        body.append("    self.__post_init__()")
+    source = f"def __init__(self, *, {', '.join(parameters)}) -> None:\n" + "\n".join(body)
+    exec(source, namespace)  # our own text, built from the class's fields
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__doc__ = cls.__init__.__doc__
+    cls.__dataclass_init__ = cls.__init__  # type: ignore[attr-defined]
+    cls.__init__ = init  # type: ignore[method-assign]
+    return cls
 
 
 class Origin(StrEnum):
@@ -244,6 +285,7 @@ class Attachment:
     size: int
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class Content:
     """What to deliver. `text` is Unicode; `raw` keeps original bytes of binary SMS payloads."""
@@ -255,6 +297,7 @@ class Content:
     raw: bytes | None = None
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class Options:
     """What the submitter asked for."""
@@ -304,6 +347,7 @@ def _report_on(value: Any) -> ReportOn:
     return ReportOn(value)
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class Recipient:
     """One addressee as the submitter wrote it; `accept()` normalises the number."""
@@ -312,6 +356,7 @@ class Recipient:
     device: Device = Device.SMS
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class Submission:
     """A message as an ingress hands it over, before anything is stored."""
@@ -352,6 +397,7 @@ FINAL_STATES = frozenset(
 )
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class Message:
     id: str
@@ -363,6 +409,7 @@ class Message:
     created_at: datetime
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class Delivery:
     """One recipient of one message, with where it is in its life."""
@@ -391,6 +438,7 @@ class Delivery:
         return replace(self, **changes)
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class DeliveryEvent:
     """One stored transition: append-only."""
@@ -402,6 +450,7 @@ class DeliveryEvent:
     reason: str
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class Accepted:
     """What `accept()` returns once the message is committed."""
@@ -427,6 +476,7 @@ class OutboxStatus(StrEnum):
     DROPPED = "dropped"  # given up: validity ended, or refused for good
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class HeldPart:
     """A part of a concatenated reply (MO) acknowledged to the SMSC before the rest of its
@@ -455,6 +505,7 @@ class HeldPart:
         )
 
 
+@quick_init
 @dataclass(frozen=True, kw_only=True)
 class OutboxItem:
     """One thing to send back to a customer, the way their message came (`origin`).
