@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import smpplib.client
+from prometheus_client import generate_latest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ingress"))
 
@@ -115,3 +116,5 @@ async def test_messages_handed_off_at_accept_reach_the_upstream_and_receipts_flo
         assert events[2].at == events[0].at  # leased in accept()'s own transaction
         worker = events[2].reason.removeprefix("leased to ").removesuffix(", attempt 1")
         assert worker in workers
+    exposition = generate_latest(rig.gateway.metrics.registry).decode()
+    assert f'teleway_handoff_total{{result="handed"}} {float(COUNT)}' in exposition

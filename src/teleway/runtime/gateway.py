@@ -240,7 +240,7 @@ class Gateway:
                 self.dispatchers.append(dispatcher)
                 self._tasks.append(asyncio.create_task(dispatcher.run()))
             # new deliveries go straight to these dispatchers, committed already leased
-            self.acceptor.handoff = LocalHandoff(self.dispatchers)
+            self.acceptor.handoff = LocalHandoff(self.dispatchers, self.metrics)
             self.sweeper = Sweeper(queue=store.queue, clock=self.clock, metrics=self.metrics)
             self._tasks.append(asyncio.create_task(self.sweeper.run()))
             if cfg.notifications.enabled:

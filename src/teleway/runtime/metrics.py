@@ -50,6 +50,13 @@ class Metrics:
             ["channel", "state", "reason"],
             registry=r,
         )
+        self.handoff = Counter(
+            "teleway_handoff",
+            "New deliveries due at once: handed to a local dispatcher with their commit "
+            "(handed), or stored queued for a lease (queued: no local room)",
+            ["result"],
+            registry=r,
+        )
         self.attempts = Counter(
             "teleway_delivery_attempts",
             "Delivery attempts by channel and result",

@@ -26,6 +26,8 @@ from collections.abc import Coroutine, Sequence
 from datetime import timedelta
 from typing import Any
 
+from prometheus_client import Counter
+
 from teleway.core.model import Delivery, DeliveryState, Device, Message
 from teleway.core.outcome import (
     Channel,
@@ -446,10 +448,15 @@ class LocalHandoff:
     """`core.ports.Handoff` over this process's dispatchers: each new delivery goes to the next
     one, in turn, that has room and a ready channel for its device."""
 
-    def __init__(self, dispatchers: Sequence[Dispatcher]) -> None:
+    def __init__(self, dispatchers: Sequence[Dispatcher], metrics: Metrics | None = None) -> None:
         self._dispatchers = tuple(dispatchers)
         self._by_worker = {d.worker: d for d in self._dispatchers}
         self._turn = 0
+        self._handed: Counter | None = None
+        self._queued: Counter | None = None
+        if metrics is not None:
+            self._handed = metrics.handoff.labels("handed")
+            self._queued = metrics.handoff.labels("queued")
 
     def claim(self, device: Device) -> Claim | None:
         dispatchers = self._dispatchers
@@ -460,9 +467,13 @@ class LocalHandoff:
             claim = dispatcher.claim(device)
             if claim is not None:
                 return claim
+        if self._queued is not None:
+            self._queued.inc()
         return None
 
     def hand(self, leases: Sequence[Lease]) -> None:
+        if self._handed is not None:
+            self._handed.inc(len(leases))
         for group, dispatcher in self._per_worker(leases):
             dispatcher.hand(group)
 
