@@ -895,8 +895,7 @@ class GatewaySMTP(SMTP):
         and with MAIL and RCPT of a plain address handed straight to the policy (see
         `_plain_mail` / `_plain_rcpt`). Everything else goes to aiosmtpd's `smtp_*` methods."""
         assert self.session is not None
-        session = self.session
-        reader = self._reader
+        reader = self._reader  # the same stream after STARTTLS (its transport is swapped)
         await self.push(f"220 {self.hostname} {self.__ident__}")
         bogus_budget = BOGUS_LIMIT
         while self.transport is not None:
@@ -908,6 +907,8 @@ class GatewaySMTP(SMTP):
                     await self.push("500 Command line too long")
                     continue
                 line = line.rstrip(b"\r\n")
+                session = self.session  # STARTTLS starts a new one
+                assert session is not None
                 if protocol_log.isEnabledFor(logging.INFO):
                     sanitized_log(protocol_log.info, "%r >> %r", session.peer, line)
                 if not line:
@@ -969,7 +970,7 @@ class GatewaySMTP(SMTP):
                 await method(arg)
             except (asyncio.CancelledError, ConnectionResetError):
                 # the connection went away (a reset, or aiosmtpd cancelled us on EOF / loss)
-                protocol_log.info("%r Connection lost during _handle_client()", session.peer)
+                protocol_log.info("%r Connection lost during _handle_client()", _peer(self))
                 self._writer.close()
                 raise
             except Exception as error:
