@@ -42,6 +42,11 @@ def _wrapped(kind: type[sa_exc.DBAPIError], orig: Exception) -> sa_exc.DBAPIErro
         (_wrapped(sa_exc.IntegrityError, sqlite3.IntegrityError("UNIQUE constraint failed")), StoreRejected),
         (_wrapped(sa_exc.DataError, _PgError("value too long", "22001")), StoreRejected),
         (_wrapped(sa_exc.InterfaceError, _PgError("connection is closed", "08003")), StoreUnavailable),
+        # raw sqlite3 errors (the writer's row-only batches run on the driver connection)
+        (sqlite3.OperationalError("database or disk is full"), StoreFull),
+        (sqlite3.OperationalError("database is locked"), StoreUnavailable),
+        (sqlite3.IntegrityError("UNIQUE constraint failed: messages.id"), StoreRejected),
+        (sqlite3.InterfaceError("Cannot operate on a closed database."), StoreUnavailable),
         (sa_exc.TimeoutError("QueuePool limit reached"), StoreUnavailable),
         (ConnectionRefusedError(errno.ECONNREFUSED, "refused"), StoreUnavailable),
         (OSError(errno.ENOSPC, "No space left on device"), StoreFull),

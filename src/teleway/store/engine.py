@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -251,6 +252,17 @@ def translate(exc: BaseException) -> BaseException | None:
         if (
             isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.InternalError)
             or exc.connection_invalidated
+        ):
+            return StoreUnavailable(f"the database is unavailable: {text}")
+        return None
+    if isinstance(exc, sqlite3.Error):  # raw sqlite3 (the writer's row-only batches)
+        text = str(exc)
+        if "database or disk is full" in text:
+            return StoreFull(f"the database is full: {text}")
+        if isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError):
+            return StoreRejected(f"the database refused the data: {text}")
+        if isinstance(
+            exc, sqlite3.OperationalError | sqlite3.InterfaceError | sqlite3.InternalError
         ):
             return StoreUnavailable(f"the database is unavailable: {text}")
         return None
