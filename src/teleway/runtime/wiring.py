@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -51,7 +52,14 @@ def settle_heap() -> None:
       700: a window of requests in flight holds a few thousand short-lived objects, which made
       the collector run about a hundred times a second for nothing (they die by themselves)
       and cost 4-5 % of the SMPP server's CPU. Real cycles are still collected, later.
+    * The interpreter lock is handed to a waiting thread after 0.5 ms instead of 5 ms
+      (`SWITCH_INTERVAL`). The store's writer thread takes the lock back after every SQLite
+      statement and COMMIT (it runs them with the lock released); while the event loop thread
+      was busy it waited up to the full interval each time: 9-11 ms per SMPP batch of about
+      125 messages, of which 3.3-4 ms its own CPU. At 0.5 ms: 6.3-7.7 ms per batch, and 13-38 %
+      more submit_sm/s in four interleaved pairs of runs on this 2-core machine.
     """
+    sys.setswitchinterval(SWITCH_INTERVAL)
     gc.collect()
     gc.freeze()
     _, older, oldest = gc.get_threshold()
@@ -59,3 +67,4 @@ def settle_heap() -> None:
 
 
 YOUNG_GENERATION_THRESHOLD = 50_000  # CPython's default is 700
+SWITCH_INTERVAL = 0.0005  # seconds; CPython's default is 0.005
