@@ -172,6 +172,17 @@ def message(text: str = "hello", sender: str | None = None) -> Message:
     )
 
 
+def reply_part(reference: int, total: int, seq: int, body: bytes) -> DeliverSm:
+    """Part `seq` of a concatenated reply from PHONE to OURS (8-bit reference UDH)."""
+    return DeliverSm(
+        source_addr=PHONE.lstrip("+"),
+        source_addr_ton=1,
+        destination_addr=OURS,
+        esm_class=EsmClass.UDHI,
+        short_message=build_udh([concat_8bit(reference, total, seq)]) + body,
+    )
+
+
 async def wait_for(inbox: Inbox, count: int, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while len(inbox.items) < count:
@@ -243,13 +254,7 @@ async def test_repeated_part_is_a_duplicate_and_a_lone_part_is_answered_after_th
     up = Upstream(settings("u0", 1), on_deliver=channel.on_deliver)
 
     def part(seq: int, body: bytes) -> DeliverSm:
-        return DeliverSm(
-            source_addr=PHONE.lstrip("+"),
-            source_addr_ton=1,
-            destination_addr=OURS,
-            esm_class=EsmClass.UDHI,
-            short_message=build_udh([concat_8bit(9, 2, seq)]) + body,
-        )
+        return reply_part(9, 2, seq, body)
 
     started = time.monotonic()
     assert await channel.on_deliver(up, part(1, b"Hello ")) == CommandStatus.ESME_ROK
@@ -270,13 +275,7 @@ async def test_a_part_answered_before_the_rest_survives_a_restart(
     try:
 
         def part(seq: int, body: bytes) -> DeliverSm:
-            return DeliverSm(
-                source_addr=PHONE.lstrip("+"),
-                source_addr_ton=1,
-                destination_addr=OURS,
-                esm_class=EsmClass.UDHI,
-                short_message=build_udh([concat_8bit(77, 3, seq)]) + body,
-            )
+            return reply_part(77, 3, seq, body)
 
         class Broken:
             async def save(self, part: HeldPart) -> None:

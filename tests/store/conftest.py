@@ -29,7 +29,7 @@ from store_helpers import (
     empty_postgres,
 )
 
-from teleway.store import open_store
+from teleway.store import Store, open_store
 from teleway.store.engine import to_asyncpg_dsn
 from teleway.store.migrations import upgrade
 from teleway.testing.fakes import FakeClock, InMemoryStore, SequentialIds
@@ -134,3 +134,25 @@ async def backend(
         for cleanup in backend._cleanups:
             await cleanup()
         await store.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
+) -> AsyncIterator[Store]:
+    """A SQL store (a copy of the migrated SQLite template, or the session's PostgreSQL
+    database emptied) with the test accounts: for the tests of what only the SQL stores have."""
+    url: str | URL
+    if request.param == "sqlite":
+        path = tmp_path / "teleway.db"
+        shutil.copyfile(sqlite_template, path)
+        url = f"sqlite+aiosqlite:///{path}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+        await empty_postgres(url)
+    opened = await open_store(url)
+    await add_accounts(opened)
+    try:
+        yield opened
+    finally:
+        await opened.close()

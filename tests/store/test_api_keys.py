@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import shutil
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from store_helpers import START, add_accounts, empty_postgres
+from store_helpers import START
 
 from teleway.core.model import Content, Message, Options, Origin
-from teleway.store import Store, open_store, tables
+from teleway.store import Store, tables
 from teleway.store.api_keys import (
     LAST_USED_GRANULARITY,
     ApiKeyError,
@@ -31,25 +28,6 @@ from teleway.store.idempotency import (
     valid_key,
 )
 from teleway.store.webhooks import RESPONSE_CHARS, WebhookAttempts
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
-) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        path = tmp_path / "teleway.db"
-        shutil.copyfile(sqlite_template, path)
-        opened = await open_store(f"sqlite+aiosqlite:///{path}")
-    else:
-        pg = request.getfixturevalue("postgres_url")
-        await empty_postgres(pg)
-        opened = await open_store(pg)
-    await add_accounts(opened)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def test_key_is_shown_once_stored_as_sha256(store: Store) -> None:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from store_helpers import START, add_accounts, empty_postgres, submission
+from store_helpers import START, submission
 
 from teleway.core.accept import accept
 from teleway.core.model import DeliveryState, Device, Origin, Recipient
-from teleway.store import Store, open_store
+from teleway.store import Store
 from teleway.store.history import (
     CSV_HEADER,
     MAX_BUCKETS,
@@ -23,26 +20,6 @@ from teleway.store.history import (
     encode_cursor,
 )
 from teleway.testing.fakes import FakeClock, SequentialIds
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
-) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        path = tmp_path / "teleway.db"
-        shutil.copyfile(sqlite_template, path)
-        url = f"sqlite+aiosqlite:///{path}"
-        opened = await open_store(url)
-    else:
-        pg = request.getfixturevalue("postgres_url")
-        await empty_postgres(pg)
-        opened = await open_store(pg)
-    await add_accounts(opened)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 class World:

@@ -3,39 +3,13 @@ on SQLite and PostgreSQL: committed on save, reloaded in order, forgotten by mes
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
-from sqlalchemy.engine import URL
-from store_helpers import empty_postgres
 
 from teleway.core.model import HeldPart
-from teleway.store import Store, open_store
+from teleway.store import Store
 from teleway.store.inbound import HeldReplyParts
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
-) -> AsyncIterator[Store]:
-    url: str | URL
-    if request.param == "sqlite":
-        path = tmp_path / "teleway.db"
-        shutil.copyfile(sqlite_template, path)
-        url = f"sqlite+aiosqlite:///{path}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        await empty_postgres(url)
-    opened = await open_store(url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def part(number: int, *, reference: int = 7, source: str = "4915112345678") -> HeldPart:

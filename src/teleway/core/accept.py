@@ -220,41 +220,24 @@ def prepare(
         handoff = None  # scheduled: nothing to hand over now
     for seq, (recipient, number) in enumerate(zip(submission.recipients, numbers, strict=True)):
         claim = None if handoff is None else handoff.claim(recipient.device)
-        if claim is None:
-            delivery = Delivery(
-                id=ids.new_id(),
-                message_id=message.id,
-                account_id=message.account_id,
-                seq=seq,
-                recipient=number,
-                device=recipient.device,
-                state=DeliveryState.QUEUED,
-                origin=submission.origin,
-                report=options.report,
-                next_attempt_at=due,
-                valid_until=valid_until,
-                created_at=now,
-                updated_at=now,
-            )
-        else:
-            delivery = Delivery(
-                id=ids.new_id(),
-                message_id=message.id,
-                account_id=message.account_id,
-                seq=seq,
-                recipient=number,
-                device=recipient.device,
-                state=DeliveryState.IN_FLIGHT,
-                origin=submission.origin,
-                report=options.report,
-                attempts=1,
-                next_attempt_at=due,
-                valid_until=valid_until,
-                created_at=now,
-                updated_at=now,
-                lease_owner=claim.worker,
-                lease_expires_at=now + claim.lease_for,
-            )
+        delivery = Delivery(
+            id=ids.new_id(),
+            message_id=message.id,
+            account_id=message.account_id,
+            seq=seq,
+            recipient=number,
+            device=recipient.device,
+            state=DeliveryState.QUEUED if claim is None else DeliveryState.IN_FLIGHT,
+            origin=submission.origin,
+            report=options.report,
+            attempts=0 if claim is None else 1,
+            next_attempt_at=due,
+            valid_until=valid_until,
+            created_at=now,
+            updated_at=now,
+            lease_owner=None if claim is None else claim.worker,
+            lease_expires_at=None if claim is None else now + claim.lease_for,
+        )
         deliveries.append(delivery)
         events.append(
             DeliveryEvent(
