@@ -54,6 +54,16 @@ def test_corpus(name: str) -> None:
     agrees(CORPUS[name])
 
 
+@pytest.mark.parametrize("charset", [b'"\x00utf-8"', b"utf-8\x00", b"no-such-charset"])
+def test_a_charset_that_is_no_name_reads_as_an_unknown_one(charset: bytes) -> None:
+    """A NUL in the charset parameter made codecs.lookup raise ValueError (not LookupError):
+    found by the damaged-messages test; now both paths read the body as of unknown charset."""
+    raw = b"From: a@example.com\r\nSubject: hi\r\nContent-Type: text/plain; charset=" + charset
+    raw += b"\r\n\r\nhello there\r\n"
+    agrees(raw)
+    assert full(raw) is not None
+
+
 def test_the_simple_corpus_messages_take_the_fast_path() -> None:
     taken = {name for name, raw in CORPUS.items() if agrees(raw)}
     assert {"LIST_FOOTER", "REPLY_WITH_QUOTE", "OUTLOOK_REPLY"} <= taken

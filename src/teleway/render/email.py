@@ -107,7 +107,7 @@ def _charset_codec(charset: str | None) -> str | None:
 def _codec(charset: str) -> str | None:
     try:
         return codecs.lookup(charset.strip().strip('"')).name
-    except LookupError:
+    except (LookupError, ValueError):  # unknown, or not even a name ("\x00utf-8")
         return None
 
 
