@@ -36,17 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from aiosmtpd.smtp import (
-    ALLOWED_BEFORE_STARTTLS,
-    BOGUS_LIMIT,
-    SMTP,
-    AuthResult,
-    Envelope,
-    LoginPassword,
-    Session,
-    TLSSetupException,
-    sanitized_log,
-)
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from teleway.core.accept import SubmissionRejected
 from teleway.core.addressing import AddressProblem, is_gateway_domain, parse_address
@@ -78,7 +68,6 @@ from teleway.render.email import (
 )
 
 logger = logging.getLogger("teleway.smtp")
-protocol_log = logging.getLogger("mail.log")  # aiosmtpd's logger: the command loop logs there
 
 SPOOL_MEMORY = 256 * 1024  # message data above this goes to a file in the spool directory
 LARGE_MESSAGE = 1024 * 1024  # parsed in a worker process above this (keeps the loop free)
@@ -727,10 +716,6 @@ def _ip(session: Session) -> str:
     return str(peer)
 
 
-def _peer(server: SMTP) -> Any:
-    return server.session.peer if server.session is not None else None
-
-
 def _uses_tls(server: SMTP) -> bool:
     return server._tls_protocol is not None
 
@@ -884,191 +869,7 @@ class GatewaySMTP(SMTP):
             self.transport.close()
             return
         self._counted_ip = ip
-        if self._proxy_timeout is not None or self._enforce_call_limit:
-            await super()._handle_client()  # options this listener does not use
-            return
-        await self._serve_commands()
-
-    async def _serve_commands(self) -> None:
-        """aiosmtpd's command loop, reply for reply, without the per-line work it does whatever
-        the log level (each line scanned twice for AUTH secrets to mask before two log calls),
-        and with MAIL and RCPT of a plain address handed straight to the policy (see
-        `_plain_mail` / `_plain_rcpt`). Everything else goes to aiosmtpd's `smtp_*` methods."""
-        assert self.session is not None
-        reader = self._reader  # the same stream after STARTTLS (its transport is swapped)
-        await self.push(f"220 {self.hostname} {self.__ident__}")
-        bogus_budget = BOGUS_LIMIT
-        while self.transport is not None:
-            try:
-                try:
-                    line: bytes = await reader.readuntil()
-                except asyncio.LimitOverrunError as error:
-                    await self._skip_line(error.consumed)
-                    await self.push("500 Command line too long")
-                    continue
-                line = line.rstrip(b"\r\n")
-                session = self.session  # STARTTLS starts a new one
-                assert session is not None
-                if protocol_log.isEnabledFor(logging.INFO):
-                    sanitized_log(protocol_log.info, "%r >> %r", session.peer, line)
-                if not line:
-                    await self.push("500 Error: bad syntax")
-                    continue
-                command_bytes, _, arg_bytes = line.partition(b" ")
-                try:
-                    command = command_bytes.upper().decode("ascii")
-                except UnicodeDecodeError:
-                    await self.push("500 Error: bad syntax")
-                    continue
-                arg: str | None = None
-                if arg_bytes:
-                    arg_bytes = arg_bytes.strip()
-                    if self.enable_SMTPUTF8:
-                        # surrogateescape: the handler can get the original bytes back
-                        arg = arg_bytes.decode("utf-8", errors="surrogateescape")
-                    else:
-                        try:
-                            arg = arg_bytes.decode("ascii")
-                        except UnicodeDecodeError:
-                            await self.push("500 Error: strict ASCII mode")
-                            continue
-                limit = (
-                    self.command_size_limits[command]
-                    if session.extended_smtp
-                    else self.command_size_limit
-                )
-                if len(line) > limit:
-                    await self.push("500 Command line too long")
-                    continue
-                if not self._tls_handshake_okay and command != "QUIT":
-                    await self.push("554 Command refused due to lack of security")
-                    continue
-                if (
-                    self.require_starttls
-                    and not self._tls_protocol
-                    and command not in ALLOWED_BEFORE_STARTTLS
-                ):
-                    await self.push("530 Must issue a STARTTLS command first")  # RFC 3207 4
-                    continue
-                method = self._smtp_methods.get(command)
-                if method is None:
-                    protocol_log.warning("%r unrecognised: %s", session.peer, command)
-                    bogus_budget -= 1
-                    if bogus_budget < 1:
-                        protocol_log.warning("%r too many bogus commands", session.peer)
-                        await self.push("502 5.5.1 Too many unrecognized commands, goodbye.")
-                        self.transport.close()
-                        continue
-                    await self.push(f'500 Error: command "{command}" not recognized')
-                    continue
-                self._reset_timeout()  # a valid command
-                if command == "RCPT":
-                    if await self._plain_rcpt(arg):
-                        continue
-                elif command == "MAIL" and await self._plain_mail(arg):
-                    continue
-                await method(arg)
-            except (asyncio.CancelledError, ConnectionResetError):
-                # the connection went away (a reset, or aiosmtpd cancelled us on EOF / loss)
-                protocol_log.info("%r Connection lost during _handle_client()", _peer(self))
-                self._writer.close()
-                raise
-            except Exception as error:
-                await self._report_exception(error)
-
-    async def _skip_line(self, consumed: int) -> None:
-        """Discard the rest of an over-long command line (up to and with its LF)."""
-        await self._reader.read(consumed)
-        while True:
-            try:
-                await self._reader.readuntil()
-                return
-            except asyncio.LimitOverrunError as error:
-                await self._reader.read(error.consumed)
-
-    async def _report_exception(self, error: Exception) -> None:
-        """A command raised: aiosmtpd's `handle_exception` reply (500 with the error)."""
-        status = "500 Error: Cannot describe error"
-        try:
-            status = await self.handle_exception(error)
-        except Exception as inner:
-            with contextlib.suppress(Exception):
-                protocol_log.exception("%r Exception in handle_exception()", _peer(self))
-                status = f"500 Error: ({inner.__class__.__name__}) {inner}"
-        if isinstance(error, TLSSetupException):
-            assert self.transport is not None
-            self.transport.close()
-            self.connection_lost(error)
-        else:
-            await self.push(status)
-
-    def _plain_command(self, arg: str | None, keyword: str) -> str | None:
-        """The address of `MAIL FROM:<a@b>` / `RCPT TO:<a@b>` (keyword "FROM:" / "TO:") when the
-        command has nothing else (no parameters), HELO/EHLO was sent and no AUTH is required:
-        the case where aiosmtpd's `smtp_MAIL` / `smtp_RCPT` only parse the address and call
-        the handler. None for anything else (the full method answers it)."""
-        session = self.session
-        if (
-            arg is None
-            or session is None
-            or not session.host_name
-            or (self._auth_required and not session.authenticated)
-            or arg[: len(keyword)].upper() != keyword
-        ):
-            return None
-        found = plain_address(arg[len(keyword) :].strip())
-        if found is None or found[1]:
-            return None
-        address = found[0]
-        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
-            return None
-        return address
-
-    async def _plain_mail(self, arg: str | None) -> bool:
-        """`smtp_MAIL` for a plain address without parameters; False if it is not that."""
-        address = self._plain_command(arg, "FROM:")
-        envelope = self.envelope
-        if address is None or envelope is None or envelope.mail_from:
-            return False
-        envelope.smtp_utf8 = False
-        assert self.session is not None
-        status = await self.policy.handle_MAIL(self, self.session, envelope, address, [])
-        if protocol_log.isEnabledFor(logging.INFO):
-            protocol_log.info("%r sender: %s", _peer(self), address)
-        await self.push(status)
-        return True
-
-    async def _plain_rcpt(self, arg: str | None) -> bool:
-        """`smtp_RCPT` for a plain address without parameters; False if it is not that."""
-        address = self._plain_command(arg, "TO:")
-        envelope = self.envelope
-        if address is None or envelope is None or not envelope.mail_from:
-            return False
-        assert self.session is not None
-        status = await self.policy.handle_RCPT(self, self.session, envelope, address, [])
-        if protocol_log.isEnabledFor(logging.INFO):
-            protocol_log.info("%r recip: %s", _peer(self), address)
-        await self.push(status)
-        return True
-
-    async def push(self, status: str | bytes) -> None:
-        """aiosmtpd's `push` (the reply and CRLF written, then drained), skipping the drain
-        when it has nothing to do: the transport is open and not asking us to wait."""
-        if isinstance(status, str):
-            response = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
-        else:
-            response = status
-        writer = self._writer
-        writer.write(response + b"\r\n")
-        if protocol_log.isEnabledFor(logging.DEBUG):
-            protocol_log.debug("%r << %r", _peer(self), response)
-        if (
-            self._paused  # type: ignore[attr-defined]
-            or self._connection_lost  # type: ignore[attr-defined]
-            or writer.transport.is_closing()
-            or self._reader.exception() is not None
-        ):
-            await writer.drain()
+        await super()._handle_client()
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._counted_ip is not None:
