@@ -29,6 +29,7 @@ from teleway.core.model import (
 )
 from teleway.core.numbers import InvalidNumber, normalise_number
 from teleway.core.retry import RetryPolicy
+from teleway.core.smpp_submit import SubmitRequest
 from teleway.runtime.wiring import RandomIds
 
 
@@ -252,6 +253,7 @@ def test_settings_new_fields_round_trip() -> None:
 QUICK = [
     model.Content, model.Options, model.Recipient, model.Submission, model.Message,
     model.Delivery, model.DeliveryEvent, model.Accepted, model.HeldPart, model.OutboxItem,
+    SubmitRequest,
 ]  # fmt: skip
 _SAMPLE = object()
 

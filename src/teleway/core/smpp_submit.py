@@ -30,6 +30,7 @@ from teleway.core.model import (
     Recipient,
     ReportOn,
     Submission,
+    quick_init,
 )
 from teleway.proto.smpp.constants import CommandStatus, Tag
 from teleway.proto.smpp.errors import SmppError
@@ -107,7 +108,8 @@ class ConcatPart:
     seq: int
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@quick_init  # one per submit_sm: built without a setattr call per field (core.model)
+@dataclass(frozen=True, kw_only=True)
 class SubmitRequest:
     """A submit_sm / data_sm / submit_multi that passed the field checks.
 
