@@ -267,6 +267,38 @@ async def test_a_line_over_the_limit_is_refused_and_the_session_goes_on(make_rig
     assert len(rig.accepted) == 1
 
 
+async def test_each_connection_has_its_own_command_line_limits(rig: SmtpRig) -> None:
+    """MAIL's line limit is 512 plus the SIZE/SMTPUTF8 allowances the EHLO announced. aiosmtpd
+    keeps it in a dict shared by every connection (each new one resets it for all) and raises
+    it again at every EHLO: A's MAIL was refused after B connected, and after 100 EHLOs a
+    MAIL over every allowance went through."""
+
+    def run() -> tuple[int, int, int]:
+        first = smtplib.SMTP("127.0.0.1", rig.port, timeout=10)
+        first.ehlo("a.test")
+        second = smtplib.SMTP("127.0.0.1", rig.port, timeout=10)  # after A's EHLO
+        try:
+            padding = "x" * (530 - len("MAIL FROM:<@acme.test> SIZE=100"))
+            mail = f"MAIL FROM:<{padding}@acme.test> SIZE=100"
+            assert 512 < len(mail) <= 512 + 26
+            within = first.docmd(mail)[0]
+            for _ in range(100):
+                second.ehlo("b.test")
+            over = "MAIL FROM:<" + "z" * (560 - len("MAIL FROM:<@acme.test>")) + "@acme.test>"
+            assert len(over) > 512 + 26 + 10  # over any allowance
+            too_long = second.docmd(over)[0]
+            first.docmd("RSET")
+            first.ehlo("a.test")
+            also_too_long = first.docmd(over)[0]
+            return within, too_long, also_too_long
+        finally:
+            first.close()
+            second.close()
+
+    within, too_long, also_too_long = await asyncio.to_thread(run)
+    assert (within, too_long, also_too_long) == (250, 500, 500)
+
+
 async def test_too_many_recipients(make_rig: MakeRig) -> None:
     rig, _ = await make_rig(limits={"max_recipients": 2})
     recipients = [f"+1781617000{i}@{DOMAIN}" for i in range(3)]

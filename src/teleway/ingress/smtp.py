@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import concurrent.futures
 import contextlib
 import logging
@@ -828,6 +829,19 @@ class GatewaySMTP(SMTP):
         self.policy = policy
         self._counted_ip: str | None = None
         self._idle_deadline = 0.0
+        # aiosmtpd keeps the per-command line limits in one dict shared by every connection
+        # (a class attribute, cleared by each new connection) and raises MAIL's by the SIZE
+        # and SMTPUTF8 allowances at every EHLO: each connection gets its own here
+        self.command_size_limits = collections.defaultdict(self._default_command_size)
+
+    def _default_command_size(self) -> int:
+        return self.command_size_limit
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        """aiosmtpd's EHLO, MAIL's line limit first back to the base (EHLO adds the SIZE and
+        SMTPUTF8 allowances to it, once per EHLO)."""
+        self.command_size_limits.pop("MAIL", None)
+        await super().smtp_EHLO(hostname)
 
     def _reset_timeout(self, duration: float | None = None) -> None:
         """The idle timeout, moved on at every command. aiosmtpd cancels its timer and makes a
