@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import smtplib
+import socket
 from typing import Any
 
+import pytest
 from smtp_harness import (  # noqa: F401 (fixtures)
     DOMAIN,
     PASSWORD,
@@ -297,6 +300,52 @@ async def test_each_connection_has_its_own_command_line_limits(rig: SmtpRig) -> 
 
     within, too_long, also_too_long = await asyncio.to_thread(run)
     assert (within, too_long, also_too_long) == (250, 500, 500)
+
+
+async def test_a_broken_tls_handshake_is_one_warning_and_the_listener_goes_on(
+    rig: SmtpRig, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken_handshake() -> bytes:
+        with socket.create_connection(("127.0.0.1", rig.port), timeout=10) as s:
+            f = s.makefile("rb")
+            f.readline()
+            s.sendall(b"EHLO client.test\r\n")
+            while f.readline()[3:4] != b" ":
+                pass
+            s.sendall(b"STARTTLS\r\n")
+            assert f.readline().startswith(b"220")
+            s.sendall(b"\x16\x03\x01\x00\x05hello")  # not a ClientHello
+            return f.read()  # the gateway closes the connection
+
+    with caplog.at_level(logging.WARNING):
+        assert await asyncio.to_thread(broken_handshake) == b""
+        await asyncio.sleep(0.1)
+    warnings = [
+        r for r in caplog.records if r.getMessage() == "TLS handshake after STARTTLS failed"
+    ]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert await rig.session(lambda c: c.ehlo("again.test")[0]) == 250
+
+
+async def test_an_internal_error_is_a_temporary_reply_without_internals(
+    rig: SmtpRig, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: Any) -> str:
+        raise RuntimeError("secret detail of the gateway")
+
+    monkeypatch.setattr(rig.policy, "handle_RCPT", broken)
+
+    def go(client: smtplib.SMTP) -> tuple[int, bytes]:
+        client.ehlo("client.test")
+        client.mail("bob@acme.test")
+        return client.rcpt(f"+17816170000@{DOMAIN}")
+
+    with caplog.at_level(logging.ERROR):
+        code, text = await rig.session(go)
+    assert (code, text) == (451, b"4.3.0 internal error, try again later")
+    failed = [r for r in caplog.records if r.getMessage() == "SMTP command failed"]
+    assert failed and failed[0].exc_info is not None  # the traceback is in the log
 
 
 async def test_too_many_recipients(make_rig: MakeRig) -> None:

@@ -37,7 +37,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import (
+    SMTP,
+    AuthResult,
+    Envelope,
+    LoginPassword,
+    Session,
+    TLSSetupException,
+)
 
 from teleway.core.accept import SubmissionRejected
 from teleway.core.addressing import AddressProblem, is_gateway_domain, parse_address
@@ -376,6 +383,21 @@ class SmtpPolicy:
         return allowed
 
     # --- aiosmtpd hooks ---------------------------------------------------------------------
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A command raised (aiosmtpd's hook; it has no session to pass). aiosmtpd would log a
+        traceback at ERROR and answer `500 Error: (<exception class>) <text>`, internals
+        included. A failed STARTTLS handshake is the client's doing: one warning line (aiosmtpd
+        closes that connection). Anything else is ours: logged with its traceback, and a
+        temporary error without internals, so the sending MTA tries again."""
+        if isinstance(error, TLSSetupException):
+            cause = error.__cause__ or error
+            logger.warning(
+                "TLS handshake after STARTTLS failed", extra={"fields": {"error": repr(cause)}}
+            )
+            return self._count("STARTTLS", "454 4.7.0 TLS not available due to temporary reason")
+        logger.error("SMTP command failed", exc_info=error)
+        return self._count("?", "451 4.3.0 internal error, try again later")
 
     async def handle_EHLO(
         self,
