@@ -34,13 +34,13 @@ from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from teleway.core.model import Origin
 from teleway.store import tables
 from teleway.store.engine import Database
 from teleway.store.writer import Writer
 
 MAX_KEY_CHARS = 255  # tables.idempotency_keys.key
 KEY_OPTION = "idempotency_key"  # the message's Options.extra entry naming its request's key
-SEARCH_AFTER_CLAIM = 2 * timedelta(seconds=60)  # how long after a claim its message may be made
 RETENTION = timedelta(hours=24)
 PENDING_TIMEOUT = timedelta(seconds=60)
 PENDING = ""  # message_id of a claimed, not yet completed key
@@ -86,7 +86,7 @@ class IdempotencyKeys:
         t = tables.idempotency_keys
         where = and_(t.c.account_id == account_id, t.c.key == key)
 
-        def job(connection: Connection) -> Claim:
+        def job(connection: Connection) -> Claim | _Abandoned:
             row = connection.execute(select(t).where(where)).first()
             if row is None:
                 try:
@@ -115,14 +115,29 @@ class IdempotencyKeys:
                 )
             if now - row.created_at < PENDING_TIMEOUT:
                 return Claim(result=ClaimResult.BUSY)
-            # abandoned by a process that died: had it committed the message already?
-            committed = _message_with_key(connection, account_id, key, row.created_at)
-            if committed is not None:
-                return Claim(result=ClaimResult.COMMITTED, message_id=committed)
-            connection.execute(update(t).where(where).values(created_at=now))
-            return Claim(result=ClaimResult.FRESH)
+            return _Abandoned(claimed_at=row.created_at)
 
-        return await self._writer.write(job)
+        claim = await self._writer.write(job)
+        if not isinstance(claim, _Abandoned):
+            return claim
+        # abandoned by a process that died: had it committed the message already? (looked up
+        # outside the writer: the walk must not hold up every other write of the store)
+        committed = await self._db.read(
+            lambda connection: _message_with_key(connection, account_id, key, claim.claimed_at)
+        )
+        if committed is not None:
+            return Claim(result=ClaimResult.COMMITTED, message_id=committed)
+
+        def take_over(connection: Connection) -> Claim:
+            taken = connection.execute(
+                update(t)
+                .where(where, t.c.message_id == PENDING, t.c.created_at == claim.claimed_at)
+                .values(created_at=now)
+            )
+            # nobody else took it over meanwhile: it is ours now
+            return Claim(result=ClaimResult.FRESH if taken.rowcount else ClaimResult.BUSY)
+
+        return await self._writer.write(take_over)
 
     async def complete(
         self,
@@ -168,19 +183,29 @@ class IdempotencyKeys:
         return await self._writer.write(job)
 
 
+@dataclass(frozen=True)
+class _Abandoned:
+    """`claim`'s first step found a pending claim older than PENDING_TIMEOUT."""
+
+    claimed_at: datetime
+
+
 def _message_with_key(
     connection: Connection, account_id: int, key: str, claimed_at: datetime
 ) -> str | None:
-    """The id of the account's message made for idempotency key `key` (see `KEY_OPTION`)
-    since its claim, if one was committed. Only after a crash: a bounded walk over the
-    account's messages of that time (the (account_id, created_at) index), oldest first."""
+    """The id of the account's HTTP message made for idempotency key `key` (see
+    `KEY_OPTION`) since its claim, if one was committed. Only after a crash: a bounded walk
+    over the account's messages of the claim's PENDING_TIMEOUT (the (account_id, created_at)
+    index), oldest first: a request's accept() follows its claim at once, and a claim older
+    than that is given up."""
     m = tables.messages
     rows = connection.execute(
         select(m.c.id, m.c.options)
         .where(
             m.c.account_id == account_id,
             m.c.created_at >= claimed_at,
-            m.c.created_at <= claimed_at + SEARCH_AFTER_CLAIM,
+            m.c.created_at <= claimed_at + PENDING_TIMEOUT,
+            m.c.origin == Origin.HTTP.value,
         )
         .order_by(m.c.created_at)
     )
