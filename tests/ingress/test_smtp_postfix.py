@@ -9,6 +9,7 @@ import re
 import shutil
 import smtplib
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -17,20 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
+from gwharness import free_port
 from smtp_harness import DOMAIN, MakeRig, make_rig  # noqa: F401
 
 from teleway.core.ports import StoreUnavailable
 
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 pytestmark = pytest.mark.skipif(not Path(POSTFIX).exists(), reason="postfix is not installed")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Postfix:

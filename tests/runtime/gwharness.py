@@ -15,10 +15,20 @@ from pathlib import Path
 TELEWAY = [sys.executable, "-m", "teleway.runtime"]
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port, never one this process handed out before: the probe socket is
+    closed at once, so two calls in a row (a gateway's SMPP and simulator ports) could
+    otherwise get the same port and one listener would find it taken."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 @dataclass
