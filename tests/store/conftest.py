@@ -105,6 +105,20 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+async def _fresh_url(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
+) -> str | URL:
+    """An empty migrated database for `request.param`: a copy of the SQLite template, or the
+    session's PostgreSQL database emptied."""
+    if request.param == "sqlite":
+        path = tmp_path / "teleway.db"
+        shutil.copyfile(sqlite_template, path)
+        return f"sqlite+aiosqlite:///{path}"
+    url = request.getfixturevalue("postgres_url")
+    await empty_postgres(url)
+    return url
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "memory"])
 async def backend(
     request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
@@ -115,14 +129,7 @@ async def backend(
         memory = InMemoryStore()
         yield Backend("memory", memory, memory, clock, ids, memory=memory)
         return
-    url: str | URL
-    if request.param == "sqlite":
-        path = tmp_path / "teleway.db"
-        shutil.copyfile(sqlite_template, path)
-        url = f"sqlite+aiosqlite:///{path}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        await empty_postgres(url)
+    url = await _fresh_url(request, tmp_path, sqlite_template)
     store = await open_store(url)
     await add_accounts(store)
     backend = Backend(request.param, store.messages, store.queue, clock, ids, store=store, url=url)
@@ -142,14 +149,7 @@ async def store(
 ) -> AsyncIterator[Store]:
     """A SQL store (a copy of the migrated SQLite template, or the session's PostgreSQL
     database emptied) with the test accounts: for the tests of what only the SQL stores have."""
-    url: str | URL
-    if request.param == "sqlite":
-        path = tmp_path / "teleway.db"
-        shutil.copyfile(sqlite_template, path)
-        url = f"sqlite+aiosqlite:///{path}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        await empty_postgres(url)
+    url = await _fresh_url(request, tmp_path, sqlite_template)
     opened = await open_store(url)
     await add_accounts(opened)
     try:
