@@ -12,7 +12,8 @@ per bind, answering nothing, parsing only headers):
   nothing else: the do-nothing ceiling of a real SMPP stack driven from Python;
 * ``teleway``: our SMPP server with its real store (SQLite, WAL, group commit): every ESME_ROK
   is sent after the message and its delivery are committed. Delivery workers are not running
-  (this measures ingress: accept and store);
+  (this measures ingress: accept and store). It runs on the event loop `teleway serve` uses by
+  default (uvloop; ``--event-loop asyncio`` for the standard library's);
 * ``jasmin``: Jasmin's SMPP server, when a ``jasmin`` installation is found (see --jasmin).
 
 Reported per server: accepted submit_sm/s (responses with ESME_ROK per second of the
@@ -37,6 +38,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -328,18 +330,32 @@ async def _accept_only(concurrency: int, seconds: float) -> None:
 
 def accept_row(args: argparse.Namespace, me: list[str]) -> Row:
     command = [*me, "--serve", "accept", "--window", str(args.binds * args.window)]
+    command += ["--event-loop", args.event_loop]
     command += ["--seconds", str(args.seconds)]
     out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=300)
     rate, cpu, p50, p99 = (float(x) for x in out.stdout.split()[-4:])
     return Row("accept() alone", rate, 0, p50, p99, cpu, 0, "no SMPP: the store path's own rate")
 
 
-def serve(kind: str, port: int, window: int, count_file: str = "", seconds: float = 3) -> None:
-    runner = asyncio.run
+def serve(
+    kind: str,
+    port: int,
+    window: int,
+    count_file: str = "",
+    seconds: float = 3,
+    event_loop: str = "uvloop",
+) -> None:
+    from teleway.runtime.config import EventLoop
+    from teleway.runtime.wiring import run
+
+    def runner(main: Any) -> None:  # teleway runs on the event loop `teleway serve` uses
+        run(main, EventLoop(event_loop))
+
     if kind == "sink":
+        asyncio.run(_serve_sink(port, count_file))
         runner(_serve_sink(port, count_file))
     elif kind == "smpp34":
-        runner(_serve_smpp34(port))
+        asyncio.run(_serve_smpp34(port))
     elif kind == "accept":
         runner(_accept_only(window, seconds))
     elif kind == "teleway":
@@ -657,12 +673,18 @@ def main() -> None:
         help="a virtualenv with `pip install jasmin` (0.11); needs RabbitMQ on 5672 and Redis "
         "on 6379 (db 7 is used). Default: $JASMIN_VENV; without it Jasmin is skipped",
     )
+    parser.add_argument(
+        "--event-loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="event loop of teleway (default: uvloop, as `teleway serve` runs)",
+    )
     parser.add_argument("--serve", default="", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--count-file", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port, args.window, args.count_file, args.seconds)
+        serve(args.serve, args.port, args.window, args.count_file, args.seconds, args.event_loop)
         return
     if args.quick:
         args.seconds, args.warmup = 3.0, 1.0
@@ -671,6 +693,7 @@ def main() -> None:
     for name in ("sink", "smpp34", "teleway"):
         port = free_port()
         command = [*me, "--serve", name, "--port", str(port), "--window", str(args.window)]
+        command += ["--event-loop", args.event_loop]
         print(f"measuring {name} ...", flush=True)
         try:
             rows.append(measure(name, command, port, args))

@@ -1,7 +1,7 @@
 """SMTP ingress benchmark: accepted e-mails per second and DATA-end -> 250 latency, next to a
 do-nothing aiosmtpd sink in the same run; worst event-loop stall under 10 x 20 MB messages.
 
-    .venv/bin/python bench/smtp.py [--quick] [--no-write]
+    .venv/bin/python bench/smtp.py [--quick] [--no-write] [--event-loop uvloop|asyncio]
 
 Each server runs in a process of its own, the load generator in this one (a minimal asyncio
 SMTP client: EHLO once per connection, then MAIL/RCPT/DATA per message, no pipelining). Both
@@ -12,6 +12,10 @@ change in the machine's load during the run affects both alike:
   group commit), the directory (sender rule and network checked), MIME parsing; `250` only
   after the commit.
 - `sink`: aiosmtpd with a handler that answers `250` and keeps nothing: the ceiling.
+
+Both run on the event loop `teleway serve` uses by default (`[gateway] event_loop`, uvloop; or
+`--event-loop`), so the ceiling is measured on the same loop. At 10 connections a third server,
+the same sink on asyncio's own loop (`sink-asyncio`), shows what the loop alone is worth.
 
 1 KB messages with one recipient over 1, 10 and 50 concurrent connections. Then 10 concurrent
 20 MB fax e-mails (a PDF attachment) to teleway while the server measures how late a 10 ms
@@ -53,6 +57,7 @@ TARGET_STALL = 0.100
 
 
 async def serve(kind: str, port: int, directory: Path) -> None:
+    kind = kind.removesuffix("-asyncio")
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -245,12 +250,15 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, kind: str, directory: Path) -> None:
+    def __init__(self, kind: str, directory: Path, event_loop: str) -> None:
         self.kind = kind
         self.port = free_port()
         self.directory = directory
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--serve", kind, str(self.port), str(directory)],
+            [
+                *(sys.executable, __file__, "--serve", kind, str(self.port), str(directory)),
+                "asyncio" if kind.endswith("-asyncio") else event_loop,
+            ],
             stdout=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
         )
@@ -270,7 +278,7 @@ class Server:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stall(self) -> dict[str, float]:
-        path = self.directory / f"{self.kind}-stall.json"
+        path = self.directory / f"{self.kind.removesuffix('-asyncio')}-stall.json"
         time.sleep(0.3)
         return dict(json.loads(path.read_text())) if path.exists() else {}
 
@@ -299,6 +307,12 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 s per point instead of 10 s")
     parser.add_argument("--no-write", action="store_true", help="do not touch docs/")
     parser.add_argument("--big-mb", type=int, default=20)
+    parser.add_argument(
+        "--event-loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="event loop of the servers (default: uvloop, as `teleway serve` runs)",
+    )
     args = parser.parse_args()
     seconds = 3.0 if args.quick else 10.0
     load_avg = " / ".join(f"{n:.1f}" for n in os.getloadavg())
@@ -308,18 +322,21 @@ async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="teleway-bench-smtp-") as tmp:
         servers: dict[str, Server] = {}
         try:
-            for kind in ("sink", "teleway", "teleway-memory"):
+            kinds = ["sink", "teleway", "teleway-memory"]
+            if args.event_loop != "asyncio":
+                kinds.append("sink-asyncio")
+            for kind in kinds:
                 directory = Path(tmp) / kind
                 directory.mkdir()
-                servers[kind] = Server(kind, directory)
+                servers[kind] = Server(kind, directory, args.event_loop)
                 await load(servers[kind].port, 2, 0.5)  # warm up (directory cache, connections)
             for connections in (1, 10, 50):
                 # both servers take turns in halves, sink-teleway-teleway-sink: on a shared
                 # machine the load drifts, and this order gives both the same average share
                 seen: dict[str, tuple[int, float, list[float], float, float]] = {}
                 turns = ["sink", "teleway", "teleway", "sink"]
-                if connections == 10:  # the diagnostic at the point the target is set for
-                    turns[2:2] = ["teleway-memory", "teleway-memory"]
+                if connections == 10:  # the diagnostics at the point the target is set for
+                    turns[2:2] = [k for k in kinds[2:] for _ in (1, 2)]
                 for kind in turns:
                     server = servers[kind]
                     cpu, loop_cpu = server.cpu(), server.loop_cpu()
@@ -351,7 +368,7 @@ async def main() -> None:
                 server.stop()
         directory = Path(tmp) / "stall"
         directory.mkdir()
-        server = Server("teleway", directory)
+        server = Server("teleway", directory, args.event_loop)
         try:
             big_seconds = await big_load(server.port, 10, args.big_mb * 1024 * 1024)
             stall = server.stall()
@@ -394,7 +411,8 @@ async def main() -> None:
             f"{datetime.now(UTC):%Y-%m-%d}; load average {load_avg} at the start "
             "(the machine is shared). Servers and load generator are separate processes; "
             f"{seconds:g} s per point and server, in two halves taken in turn "
-            "(sink, teleway, teleway, sink); 1 KB e-mails with one recipient.",
+            "(sink, teleway, teleway, sink); 1 KB e-mails with one recipient; every server on "
+            f"{args.event_loop}'s event loop, as `teleway serve` runs by default.",
             "",
             "| connections | teleway msgs/s (durable) | aiosmtpd sink msgs/s | ratio "
             "| teleway p50 ms | teleway p99 ms | sink p50 ms | sink p99 ms "
@@ -417,6 +435,17 @@ async def main() -> None:
             f"{memory_rate / results['sink', 10][0]:.2f} of the sink's rate, "
             f"{memory_cpu * 1e6:,.0f} µs of server CPU per message: the rest of the gap is the "
             "store's commit (writer thread, fsync, and the wait for it)",
+            *(
+                [
+                    "- reference, 10 connections: the same aiosmtpd sink on asyncio's own event "
+                    f"loop: {results['sink-asyncio', 10][0]:,.0f} msgs/s; teleway is "
+                    f"{ten_rate / results['sink-asyncio', 10][0]:.2f} of that (the loop alone is "
+                    f"worth {results['sink', 10][0] / results['sink-asyncio', 10][0]:.2f}x to "
+                    "the sink)"
+                ]
+                if ("sink-asyncio", 10) in results
+                else []
+            ),
             f"- 10 concurrent {args.big_mb} MB fax e-mails: all accepted in {big_seconds:.1f} s; "
             f"worst event-loop stall {worst * 1000:.1f} ms wall clock "
             f"(target {TARGET_STALL * 1000:.0f} ms): {verdict(worst < TARGET_STALL)}, of which "
@@ -440,6 +469,9 @@ async def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
-        asyncio.run(serve(sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])))
+        from teleway.runtime.config import EventLoop
+        from teleway.runtime.wiring import run
+
+        run(serve(sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])), EventLoop(sys.argv[5]))
     else:
         asyncio.run(main())

@@ -106,6 +106,7 @@ def make_gateway(
     receipt_delay: float = 0.1,
     simulator: bool = True,
     extra: str = "",
+    event_loop: str = "",
 ) -> GatewayFiles:
     http_port, sim_port = free_port(), free_port()
     url = database_url or f"sqlite+aiosqlite:///{root}/var/teleway.db"
@@ -115,6 +116,7 @@ def make_gateway(
 [gateway]
 data_dir = "{root}/var"
 domains = ["teleway.test"]
+{f'event_loop = "{event_loop}"' if event_loop else ""}
 
 [database]
 url = "{url}"

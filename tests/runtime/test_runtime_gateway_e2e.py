@@ -35,8 +35,9 @@ def wait_for_state(gw, message_id: str, want: str, timeout: float = 30) -> dict:
 
 
 @pytest.mark.slow
-def test_message_travels_to_the_simulator_and_back(tmp_path: Path) -> None:
-    gw = make_gateway(tmp_path)
+@pytest.mark.parametrize("event_loop", ["", "asyncio"], ids=["default-uvloop", "asyncio"])
+def test_message_travels_to_the_simulator_and_back(tmp_path: Path, event_loop: str) -> None:
+    gw = make_gateway(tmp_path, event_loop=event_loop)
     assert "up to date" in gw.cli("db", "upgrade").stdout
     (tmp_path / "prov.toml").write_text(PROVISIONING)
     gw.cli("admin", "apply", str(tmp_path / "prov.toml"))
@@ -83,6 +84,7 @@ def test_message_travels_to_the_simulator_and_back(tmp_path: Path) -> None:
     log = gw.log()
     assert code == 0, log
     assert "listening: HTTP" in log and "stopped" in log
+    assert f"event_loop={event_loop or 'uvloop'}" in log, log
 
 
 @pytest.mark.slow

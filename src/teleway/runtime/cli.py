@@ -90,10 +90,11 @@ def serve(ctx: click.Context, demo_hint: bool) -> None:
     SIGTERM or SIGINT drain gracefully: stop accepting, finish work in flight, then exit.
     """
     from teleway.runtime.gateway import GatewayError, run_gateway
+    from teleway.runtime.wiring import run
 
     cfg = _config(ctx)
     try:
-        code = asyncio.run(run_gateway(cfg, demo_hint=demo_hint))
+        code = run(run_gateway(cfg, demo_hint=demo_hint), cfg.gateway.event_loop)
     except GatewayError as exc:
         raise click.ClickException(str(exc)) from exc
     sys.exit(code)

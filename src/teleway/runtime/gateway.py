@@ -629,6 +629,7 @@ async def run_gateway(config: Config, *, demo_hint: bool = False) -> int:
         "teleway is running",
         node=config.gateway.node_name,
         database=mask_url(config.database.url),
+        event_loop=type(asyncio.get_running_loop()).__module__.partition(".")[0],
     )
     for what, where in gateway.listening:
         log(logger, logging.INFO, f"listening: {what} on {where}")

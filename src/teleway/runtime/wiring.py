@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import sys
 import threading
 import time
+from collections.abc import Coroutine
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from teleway.core.ids import make_id
+from teleway.runtime.config import EventLoop
+
+T = TypeVar("T")
 
 
 class SystemClock:
@@ -68,3 +74,16 @@ def settle_heap() -> None:
 
 YOUNG_GENERATION_THRESHOLD = 50_000  # CPython's default is 700
 SWITCH_INTERVAL = 0.0005  # seconds; CPython's default is 0.005
+
+
+def run(main: Coroutine[Any, Any, T], event_loop: EventLoop) -> T:
+    """`asyncio.run(main)` on the configured event loop implementation (`[gateway]
+    event_loop`). uvloop is the same asyncio API on libuv: its sockets, transports and
+    callbacks cost much less of the one thread the gateway's I/O runs on. Measured with
+    bench/smtp.py (10 connections): about 20 % more e-mails per second for the same listener
+    and store, and the same gain for a do-nothing aiosmtpd server."""
+    if event_loop is EventLoop.UVLOOP:
+        import uvloop
+
+        return uvloop.run(main)
+    return asyncio.run(main)
