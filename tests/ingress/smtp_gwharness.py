@@ -43,11 +43,16 @@ class SmtpGateway:
 
 
 def smtp_gateway(
-    root: Path, *, relay_port: int = 9, receipt_delay: float = 0.1, extra: str = ""
+    root: Path,
+    *,
+    relay_port: int = 9,
+    receipt_delay: float = 0.1,
+    extra: str = "",
+    event_loop: str = "",
 ) -> SmtpGateway:
     """Config, migrated database and provisioning for a gateway whose SMTP listener is on."""
     smtp_port = free_port()
-    files = make_gateway(root, receipt_delay=receipt_delay, extra=extra)
+    files = make_gateway(root, receipt_delay=receipt_delay, extra=extra, event_loop=event_loop)
     text = files.config.read_text()
     text = text.replace(
         "[listeners.smtp]\nenabled = false\n",

@@ -52,12 +52,17 @@ def send(port: int, recipients: list[str], subject: str, body: str) -> str:
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-async def test_email_to_sms_delivered_and_the_sender_is_notified(tmp_path: Path) -> None:
+@pytest.mark.parametrize("event_loop", ["", "asyncio"], ids=["default-uvloop", "asyncio"])
+async def test_email_to_sms_delivered_and_the_sender_is_notified(
+    tmp_path: Path, event_loop: str
+) -> None:
+    """On both event loops `teleway serve` can run on: STARTTLS (aiosmtpd layers the
+    standard library's SSL protocol over the loop's transport) must work on each."""
     sink = Sink()
     loop = asyncio.get_running_loop()
     relay = await loop.create_server(lambda: SMTP(sink), "127.0.0.1", 0)
     relay_port = relay.sockets[0].getsockname()[1]
-    gw = smtp_gateway(tmp_path, relay_port=relay_port)
+    gw = smtp_gateway(tmp_path, relay_port=relay_port, event_loop=event_loop)
     process = gw.files.serve()
     try:
         await asyncio.to_thread(gw.wait_smtp, process)
@@ -89,3 +94,4 @@ async def test_email_to_sms_delivered_and_the_sender_is_notified(tmp_path: Path)
     [(sender, recipients, raw)] = sink.received
     assert sender == "<>" and recipients == ["bob@acme.test"]
     assert b"+17816170000" in raw and b"delivered" in raw
+    assert f"event_loop={event_loop or 'uvloop'}" in gw.files.log()
