@@ -638,7 +638,8 @@ METHOD = """How to read it: every server runs in its own process and gets the sa
 (a raw asyncio client keeping the window full with pre-encoded submit_sm; the `sink` row shows
 its own ceiling). `smpp34` is the do-nothing reference (Rust core, accepts and forgets). `teleway`
 answers ESME_ROK only after the message and its delivery are committed to SQLite (WAL,
-synchronous=FULL, group commit); delivery workers are not running. `accept() alone` sends the
+synchronous=FULL, group commit); delivery workers are not running; it runs on the event loop
+`teleway serve` uses (uvloop by default; `--event-loop`). `accept() alone` sends the
 same submission straight into `Acceptor.accept` with the same concurrency and no SMPP at all: the
 gap between it and `teleway` is what the SMPP layer costs, the rest is the store path. `jasmin`
 is Jasmin 0.11 (RabbitMQ + Redis) routing to a counting SMSC; it answers once the message is
