@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import signal
 import socket
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 from gwharness import make_gateway
+from sqlalchemy.engine import make_url
 
 PROVISIONING = """
 [[accounts]]
@@ -34,10 +40,49 @@ def wait_for_state(gw, message_id: str, want: str, timeout: float = 30) -> dict:
         time.sleep(0.2)
 
 
+POSTGRES_URL = os.environ.get(
+    "TELEWAY_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture
+def fresh_postgres() -> Iterator[str]:
+    """A new, empty PostgreSQL database (no schema: `teleway db upgrade` makes it), dropped
+    after the test."""
+    if os.environ.get("TELEWAY_SKIP_POSTGRES") == "1":
+        pytest.skip("TELEWAY_SKIP_POSTGRES=1")
+    base = make_url(POSTGRES_URL)
+    name = f"teleway_e2e_{uuid.uuid4().hex[:12]}"
+
+    async def admin(statement: str) -> None:
+        connection = await asyncpg.connect(
+            host=base.host, port=base.port or 5432, user=base.username,
+            password=base.password, database=base.database,
+        )  # fmt: skip
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("event_loop", ["", "asyncio"], ids=["default-uvloop", "asyncio"])
-def test_message_travels_to_the_simulator_and_back(tmp_path: Path, event_loop: str) -> None:
-    gw = make_gateway(tmp_path, event_loop=event_loop)
+@pytest.mark.parametrize(
+    ("event_loop", "database"),
+    [("", "sqlite"), ("asyncio", "sqlite"), ("", "postgresql")],
+    ids=["uvloop-sqlite", "asyncio-sqlite", "uvloop-postgresql"],
+)
+def test_message_travels_to_the_simulator_and_back(
+    tmp_path: Path, event_loop: str, database: str, request: pytest.FixtureRequest
+) -> None:
+    """The default event loop (uvloop) on both stores, and asyncio's own loop."""
+    url = request.getfixturevalue("fresh_postgres") if database == "postgresql" else None
+    gw = make_gateway(tmp_path, event_loop=event_loop, database_url=url)
     assert "up to date" in gw.cli("db", "upgrade").stdout
     (tmp_path / "prov.toml").write_text(PROVISIONING)
     gw.cli("admin", "apply", str(tmp_path / "prov.toml"))
@@ -85,6 +130,7 @@ def test_message_travels_to_the_simulator_and_back(tmp_path: Path, event_loop: s
     assert code == 0, log
     assert "listening: HTTP" in log and "stopped" in log
     assert f"event_loop={event_loop or 'uvloop'}" in log, log
+    assert f"database={database}" in log, log
 
 
 @pytest.mark.slow
