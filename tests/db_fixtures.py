@@ -7,6 +7,7 @@ tests/conftest.py, so every test module can ask for them by name.
 - `sqlite_url`: a fresh SQLite file with the schema (a copy of `sqlite_schema_template`).
 - `postgres_database`: one PostgreSQL database per session with the schema, uniquely named and
   dropped at the end; `empty_postgres_url` is that database emptied, for synchronous tests.
+  `fresh_postgres_database(prefix)` makes a new database without schema, for a real gateway.
 - `database_url`: parametrized over ``sqlite`` and ``postgres``; `engine` opens it (foreign keys
   on for SQLite, every table emptied for PostgreSQL) and `directory` is a `Directory` on it, built
   with the keyword arguments of `directory_options` (override that fixture for a variant).
@@ -25,6 +26,7 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +96,29 @@ def postgres_database() -> Iterator[str]:
         yield base.set(database=name).render_as_string(hide_password=False)
     finally:
         asyncio.run(drop())
+
+
+@contextmanager
+def fresh_postgres_database(prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database (no schema: a gateway's `teleway db upgrade` makes it),
+    dropped on exit; skipped with TELEWAY_SKIP_POSTGRES=1."""
+    if os.environ.get("TELEWAY_SKIP_POSTGRES") == "1":
+        pytest.skip("TELEWAY_SKIP_POSTGRES=1")
+    base = make_url(POSTGRES_URL)
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+    async def admin(statement: str) -> None:
+        connection = await _admin(base)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def _empty_all_tables(engine: AsyncEngine) -> None:

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import signal
 import socket
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from gwharness import make_gateway
-from sqlalchemy.engine import make_url
+
+from db_fixtures import fresh_postgres_database
 
 PROVISIONING = """
 [[accounts]]
@@ -40,41 +37,20 @@ def wait_for_state(gw, message_id: str, want: str, timeout: float = 30) -> dict:
         time.sleep(0.2)
 
 
-POSTGRES_URL = os.environ.get(
-    "TELEWAY_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
-
-
 @pytest.fixture
 def fresh_postgres() -> Iterator[str]:
-    """A new, empty PostgreSQL database (no schema: `teleway db upgrade` makes it), dropped
-    after the test."""
-    if os.environ.get("TELEWAY_SKIP_POSTGRES") == "1":
-        pytest.skip("TELEWAY_SKIP_POSTGRES=1")
-    base = make_url(POSTGRES_URL)
-    name = f"teleway_e2e_{uuid.uuid4().hex[:12]}"
-
-    async def admin(statement: str) -> None:
-        connection = await asyncpg.connect(
-            host=base.host, port=base.port or 5432, user=base.username,
-            password=base.password, database=base.database,
-        )  # fmt: skip
-        try:
-            await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_postgres_database("teleway_e2e") as url:
+        yield url
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("event_loop", "database"),
-    [("", "sqlite"), ("asyncio", "sqlite"), ("", "postgresql")],
+    [
+        ("", "sqlite"),
+        ("asyncio", "sqlite"),
+        pytest.param("", "postgresql", marks=pytest.mark.postgres),
+    ],
     ids=["uvloop-sqlite", "asyncio-sqlite", "uvloop-postgresql"],
 )
 def test_message_travels_to_the_simulator_and_back(

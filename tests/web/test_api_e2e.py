@@ -20,6 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
 from gwharness import GatewayFiles, make_gateway
 
+from db_fixtures import fresh_postgres_database
 from teleway.notify.webhook import SIGNATURE_HEADER, verify
 
 SECRET = "whsec-test-0123456789"
@@ -93,35 +94,8 @@ def _create_key(gw: GatewayFiles, account: str, name: str) -> str:
 @pytest.fixture(scope="module")
 def postgres_gateway_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database (the gateway's `db upgrade` migrates it)."""
-    import asyncio
-    import os
-    import uuid
-
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    if os.environ.get("TELEWAY_SKIP_POSTGRES") == "1":
-        pytest.skip("TELEWAY_SKIP_POSTGRES=1")
-    base = make_url(
-        os.environ.get("TELEWAY_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-    )
-    name = f"teleway_api_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(
-            host=base.host, port=base.port or 5432, user=base.username,
-            password=base.password, database=base.database,
-        )  # fmt: skip
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_postgres_database("teleway_api") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
