@@ -89,12 +89,15 @@ class Backend:
             return
         assert self.store is not None
         if self.name == "sqlite":
-
-            def cap(connection: Any) -> None:
-                pages = connection.exec_driver_sql("PRAGMA page_count").scalar()
-                connection.exec_driver_sql(f"PRAGMA max_page_count={pages}")
-
-            await self.store.writer.write(cap)
+            # For every connection (the writer thread's and the commit process's), with the
+            # message SQLite gives for a full disk; on the last table add_message writes.
+            async with self.store.engine.begin() as connection:
+                await connection.execute(
+                    text(
+                        "CREATE TRIGGER teleway_test_full BEFORE INSERT ON delivery_events "
+                        "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+                    )
+                )
         else:
             async with self.store.engine.begin() as connection:
                 await connection.execute(
@@ -118,9 +121,8 @@ class Backend:
             return
         assert self.store is not None
         if self.name == "sqlite":
-            await self.store.writer.write(
-                lambda c: c.exec_driver_sql("PRAGMA max_page_count=1073741823")
-            )
+            async with self.store.engine.begin() as connection:
+                await connection.execute(text("DROP TRIGGER IF EXISTS teleway_test_full"))
         else:
             async with self.store.engine.begin() as connection:
                 await connection.execute(

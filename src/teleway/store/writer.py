@@ -23,8 +23,12 @@ queue write one) may wait for the writer (those in the running batch not counted
 with a temporary error (SMPP ESME_RMSGQFUL, SMTP 451, HTTP 503) instead of piling up memory and
 latency.
 
-Where it runs: on SQLite, in the writer's own thread on a pysqlite connection (one thread hop
-per batch); on PostgreSQL, on one asyncpg connection through `AsyncConnection.run_sync`. On
+Where it runs: on SQLite, a batch of new rows only (accept()'s usual batch) is committed by a
+child process with its own connection (`store.commit_process`: its SQLite work then takes
+nothing from the event loop's interpreter lock), and any batch with a queue write in the
+writer's own thread on a pysqlite connection (one thread hop per batch); one batch runs at a
+time either way. If the child cannot start, its batches go to the thread as well. On
+PostgreSQL, on one asyncpg connection through `AsyncConnection.run_sync`. On
 PostgreSQL queue writes do not go through the writer: each runs in its own transaction on a
 pooled connection (row locks and SKIP LOCKED keep workers apart; the server groups concurrent
 commits into one WAL flush by itself), retried on deadlock or serialization failure.
@@ -42,15 +46,16 @@ import sqlite3
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import cache
-from itertools import chain
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from teleway.core.ports import StoreFull, StoreUnavailable
+from teleway.store.commit_process import CommitProcess, CommitProcessGone, commit_rows
+from teleway.store.commit_process import sqlite_insert as _sqlite_insert
 from teleway.store.engine import (
+    SQLITE_PRAGMAS,
     ConflictRetry,
     Database,
     store_errors,
@@ -211,8 +216,27 @@ class Writer:
         self._sync_connection: Connection | None = None
         # PostgreSQL: the connection the batches go through.
         self._connection: AsyncConnection | None = None
+        # SQLite: the child process committing batches of new rows (store.commit_process),
+        # started by the first such batch, and again after it exited.
+        self._process: CommitProcess | None = None
+        self._process_starting: asyncio.Lock | None = None
         if db.is_sqlite:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="teleway-sqlite-writer")
+            self._process = CommitProcess(
+                db.url.database or "",
+                SQLITE_PRAGMAS,
+                (
+                    self._insert_messages,
+                    self._insert_deliveries,
+                    self._insert_events,
+                    self._insert_reports,
+                ),
+            )
+
+    @property
+    def commit_process(self) -> CommitProcess | None:
+        """SQLite: the child committing new rows (store.commit_process); None on PostgreSQL."""
+        return self._process
 
     @property
     def pending(self) -> int:
@@ -233,6 +257,8 @@ class Writer:
         together; return once committed. An ingress that read many requests in one go (a
         window of submit_sm) saves a future and a wake-up per message. `reports`: outbox rows
         (`OUTBOX_COLUMNS` order) committed with them (deliveries stored already leased)."""
+        if self._process is not None and not self._process.running:
+            await self._start_process()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._submit(
             _Pending(
@@ -245,6 +271,22 @@ class Writer:
             )
         )
         await future
+
+    async def _start_process(self) -> None:
+        """Start the commit process unless another caller just did. If it cannot start, the
+        rows go through the writer thread, as every other write does."""
+        assert self._process is not None
+        if self._process_starting is None:
+            self._process_starting = asyncio.Lock()
+        async with self._process_starting:
+            if self._process.running or self._closing:
+                return
+            try:
+                await self._process.start()
+            except OSError as exc:
+                log.error(
+                    "cannot start the SQLite commit process", extra={"fields": {"error": repr(exc)}}
+                )
 
     async def write(self, job: Job[T], *, wakes: bool = False) -> T:
         """Run `job(connection)` in a committed transaction; return its result after COMMIT.
@@ -292,7 +334,10 @@ class Writer:
         self._idle.clear()
         loop = asyncio.get_running_loop()
         running: asyncio.Future[list[Outcome]]
-        if self._thread is not None:
+        process = self._process
+        if process is not None and process.running and all(item.job is None for item in batch):
+            running = loop.create_task(self._process_batch(process, batch))
+        elif self._thread is not None:
             running = loop.run_in_executor(self._thread, self._sqlite_batch, batch)
         else:
             running = loop.create_task(self._postgres_batch(batch))
@@ -338,6 +383,37 @@ class Writer:
             return self._sync_connection
 
         return self._outcomes(connection, self._drop_sync_connection, batch)
+
+    async def _process_batch(self, process: CommitProcess, batch: list[_Pending]) -> list[Outcome]:
+        """SQLite, a batch of new rows only: committed by the commit process. Data it refused
+        goes to the writer thread, which finds the culprit by running each item alone."""
+        tables = (
+            [row for item in batch for row in item.messages],
+            [row for item in batch for row in item.deliveries],
+            [row for item in batch for row in item.events],
+            [row for item in batch for row in item.reports],
+        )
+        try:
+            await process.commit(tables)
+        except CommitProcessGone as exc:
+            log.error("SQLite commit process exited", extra={"fields": {"error": str(exc)}})
+            error: BaseException = StoreUnavailable(str(exc))
+            error.__cause__ = exc
+            return [(False, error)] * len(batch)
+        except sqlite3.Error as exc:
+            error = translate(exc) or exc
+            if error is not exc:
+                error.__cause__ = exc
+            if len(batch) > 1 and not isinstance(error, StoreUnavailable):
+                # refused data (StoreRejected) or an unexpected error: find the culprit
+                assert self._thread is not None
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(self._thread, self._sqlite_batch, batch)
+            return [(False, error)] * len(batch)
+        self.commits += 1
+        if tables[3]:
+            self._reported = True
+        return [(True, None)] * len(batch)
 
     def _drop_sync_connection(self) -> None:
         connection, self._sync_connection = self._sync_connection, None
@@ -429,23 +505,22 @@ class Writer:
         writer's time."""
         raw = connection.connection.driver_connection
         assert raw is not None
-        execute = raw.execute
         reports = [row for item in batch for row in item.reports]
-        execute("BEGIN IMMEDIATE")
-        try:
-            for insert, rows in (
-                (self._insert_messages, [row for item in batch for row in item.messages]),
-                (self._insert_deliveries, [row for item in batch for row in item.deliveries]),
-                (self._insert_events, [row for item in batch for row in item.events]),
-                (self._insert_reports, reports),
-            ):
-                if rows:
-                    _sqlite_insert(execute, insert, rows)
-            execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                execute("ROLLBACK")
-            raise
+        commit_rows(
+            raw,
+            (
+                self._insert_messages,
+                self._insert_deliveries,
+                self._insert_events,
+                self._insert_reports,
+            ),
+            (
+                [row for item in batch for row in item.messages],
+                [row for item in batch for row in item.deliveries],
+                [row for item in batch for row in item.events],
+                reports,
+            ),
+        )
         if reports:
             self._reported = True  # told after COMMIT, as in _insert_journal
         return [None] * len(batch)
@@ -493,7 +568,8 @@ class Writer:
         return result
 
     async def close(self) -> None:
-        """Commit what is pending, then close the writer's connection and thread."""
+        """Commit what is pending, then close the writer's connection, thread and commit
+        process."""
         self._closing = True
         while self._running is not None or self._pending:
             await self._idle.wait()
@@ -502,6 +578,8 @@ class Writer:
             connection, self._connection = self._connection, None
             with contextlib.suppress(Exception):
                 await connection.close()
+        if self._process is not None:
+            await self._process.stop()
         if self._thread is not None:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._thread, self._close_sync)
@@ -521,34 +599,3 @@ def _insert_sql(table: str, columns: tuple[str, ...], db: Database) -> str:
     else:
         marks = ", ".join("?" for _ in columns)
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
-
-
-SQLITE_MAX_VARIABLES = 32_766  # SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32
-SQLITE_MAX_CHUNK = 256  # rows in one multi-row INSERT
-
-
-def _chunk(remaining: int, most: int) -> int:
-    """The largest power of two <= remaining, most and SQLITE_MAX_CHUNK (few distinct
-    statements for sqlite3's statement cache)."""
-    limit = min(remaining, most, SQLITE_MAX_CHUNK)
-    return 1 << (limit.bit_length() - 1)
-
-
-def _sqlite_insert(
-    execute: Callable[[str, tuple[Any, ...]], Any], insert: str, rows: list[tuple[Any, ...]]
-) -> None:
-    """`rows` as multi-row INSERT statements of 2**k rows (see `Writer._insert`)."""
-    width = len(rows[0])
-    start = 0
-    while start < len(rows):
-        size = _chunk(len(rows) - start, SQLITE_MAX_VARIABLES // width)
-        values = tuple(chain.from_iterable(rows[start : start + size]))
-        execute(_multirow(insert, size), values)
-        start += size
-
-
-@cache
-def _multirow(insert: str, rows: int) -> str:
-    """`INSERT ... VALUES (?, ...)` for `rows` rows."""
-    head, _, one = insert.partition(" VALUES ")
-    return f"{head} VALUES {', '.join([one] * rows)}"

@@ -1,0 +1,157 @@
+"""SQLite: batches of new rows are committed by a child process (store.commit_process)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+from collections.abc import AsyncIterator
+from enum import StrEnum
+from pathlib import Path
+
+import pytest
+from store_helpers import Backend, submit
+
+from teleway.core.ports import StoreUnavailable
+from teleway.store.commit_process import CommitProcess, CommitProcessGone
+
+SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
+PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL")
+INSERT = "INSERT INTO t (id, v) VALUES (?, ?)"
+
+
+class Colour(StrEnum):
+    RED = "red"
+
+
+def _table(path: Path) -> None:
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v)")
+
+
+def _rows(path: Path) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as connection:
+        return connection.execute("SELECT id, v, typeof(v) FROM t ORDER BY id").fetchall()
+
+
+@pytest.fixture
+async def child(tmp_path: Path) -> AsyncIterator[tuple[CommitProcess, Path]]:
+    path = tmp_path / "t.db"
+    _table(path)
+    process = CommitProcess(str(path), PRAGMAS, (INSERT,))
+    await process.start()
+    try:
+        yield process, path
+    finally:
+        await process.stop()
+
+
+async def test_a_batch_is_stored_when_the_child_answers(child: tuple[CommitProcess, Path]) -> None:
+    process, path = child
+    assert process.pid is not None and process.pid != os.getpid()
+    # a StrEnum (the model's states and devices) arrives as the plain text the driver binds
+    await process.commit([[(1, "a"), (2, Colour.RED), (3, None), (4, b"\x00\xff")]])
+    assert _rows(path) == [
+        (1, "a", "text"),
+        (2, "red", "text"),
+        (3, None, "null"),
+        (4, b"\x00\xff", "blob"),
+    ]
+
+
+async def test_a_refused_batch_keeps_nothing_and_says_why(
+    child: tuple[CommitProcess, Path],
+) -> None:
+    process, path = child
+    await process.commit([[(1, "a")]])
+    with pytest.raises(sqlite3.IntegrityError, match=r"UNIQUE constraint failed: t\.id"):
+        await process.commit([[(2, "b"), (1, "again")]])
+    assert _rows(path) == [(1, "a", "text")]  # row 2 was rolled back with the batch
+    await process.commit([[(2, "b")]])  # the child goes on
+    assert [row[0] for row in _rows(path)] == [1, 2]
+
+
+async def test_answers_come_back_in_order_for_batches_in_flight(
+    child: tuple[CommitProcess, Path],
+) -> None:
+    process, path = child
+    futures = [process.commit([[(n, f"v{n}")]]) for n in range(1, 201)]
+    futures.append(process.commit([[(5, "duplicate")]]))
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    assert results[:200] == [None] * 200
+    assert isinstance(results[200], sqlite3.IntegrityError)
+    assert len(_rows(path)) == 200
+
+
+async def test_a_killed_child_fails_what_it_was_committing(
+    child: tuple[CommitProcess, Path],
+) -> None:
+    process, _ = child
+    assert process.pid is not None
+    os.kill(process.pid, signal.SIGSTOP)  # it reads nothing more
+    waiting = process.commit([[(1, "a")]])
+    os.kill(process.pid, signal.SIGKILL)
+    with pytest.raises(CommitProcessGone):
+        await asyncio.wait_for(waiting, 10)
+    assert not process.running
+    with pytest.raises(CommitProcessGone):
+        await process.commit([[(2, "b")]])
+
+
+async def test_the_child_outlives_sigterm_and_sigint_and_exits_at_end_of_stream(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "t.db"
+    _table(path)
+    process = CommitProcess(str(path), PRAGMAS, (INSERT,))
+    await process.start()
+    child = process._process
+    assert child is not None
+    await process.commit([[(1, "a")]])  # the child has set up its signal handling
+    os.kill(child.pid, signal.SIGTERM)
+    os.kill(child.pid, signal.SIGINT)
+    await process.commit([[(2, "b")]])
+    await process.stop()
+    assert child.returncode == 0
+    assert [row[0] for row in _rows(path)] == [1, 2]
+
+
+@SQLITE_ONLY
+async def test_the_writer_commits_new_rows_in_its_child_and_restarts_it(backend: Backend) -> None:
+    assert backend.store is not None
+    writer = backend.store.writer
+    first = await submit(backend)
+    process = writer.commit_process
+    assert process is not None and process.running
+    old_pid = process.pid
+    assert old_pid is not None and old_pid != os.getpid()
+    assert writer.commits >= 1
+    # the child is gone: the writer notices the closed socket and starts another for the next
+    # message, and nothing committed before is lost
+    os.kill(old_pid, signal.SIGKILL)
+    for _ in range(200):
+        if not process.running:
+            break
+        await asyncio.sleep(0.01)
+    second = await submit(backend)
+    assert process.running and process.pid not in (None, old_pid)
+    for delivery_id in (*first, *second):
+        assert await backend.messages.get_delivery(delivery_id) is not None
+
+
+@SQLITE_ONLY
+async def test_a_child_that_dies_mid_batch_is_a_temporary_store_error(backend: Backend) -> None:
+    assert backend.store is not None
+    await submit(backend)
+    process = backend.store.writer.commit_process
+    assert process is not None and process.pid is not None
+    os.kill(process.pid, signal.SIGSTOP)
+    pending = asyncio.ensure_future(submit(backend))
+    await asyncio.sleep(0.2)  # the batch is in the child's socket
+    assert not pending.done()
+    os.kill(process.pid, signal.SIGKILL)
+    with pytest.raises(StoreUnavailable, match="commit process"):
+        await asyncio.wait_for(pending, 10)
+    await submit(backend)  # and the next write starts a new child
