@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cpu import tree_cpu_seconds
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = "## SMPP server"
@@ -317,10 +319,10 @@ async def _accept_only(concurrency: int, seconds: float) -> None:
                 latencies.append(time.perf_counter() - started)
                 done += 1
 
-        cpu, wall = _cpu_seconds(os.getpid()), time.perf_counter()
+        cpu, wall = tree_cpu_seconds(os.getpid()), time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - wall
-        cpu = (_cpu_seconds(os.getpid()) - cpu) / wall
+        cpu = (tree_cpu_seconds(os.getpid()) - cpu) / wall
         await store.close()
     print(
         f"{done / wall} {cpu * 100} {_percentile(latencies, 0.5)} {_percentile(latencies, 0.99)}",
@@ -366,29 +368,6 @@ def serve(
 
 
 # ---- measuring ---------------------------------------------------------------------------------
-
-
-def _own_cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:  # it exited meanwhile
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError):
-                found += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
-def _cpu_seconds(pid: int) -> float:
-    """CPU seconds of the process and its living descendants (teleway's SQLite commit process:
-    its commits are the server's work, as RabbitMQ's and Redis's are not counted for Jasmin)."""
-    return _own_cpu_seconds(pid) + sum(_cpu_seconds(child) for child in _children(pid))
 
 
 def _rss_mib(pid: int) -> float:
@@ -452,10 +431,10 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def measure_running(
     name: str, pid: int, port: int, args: argparse.Namespace, note: str = ""
 ) -> Row:
-    cpu_before = _cpu_seconds(pid)
+    cpu_before = tree_cpu_seconds(pid)
     wall_before = time.perf_counter()
     result = run_load(port, args.binds, args.window, args.warmup, args.seconds)
-    cpu = (_cpu_seconds(pid) - cpu_before) / (time.perf_counter() - wall_before)
+    cpu = (tree_cpu_seconds(pid) - cpu_before) / (time.perf_counter() - wall_before)
     if result.statuses:
         codes = ", ".join(f"0x{k:02X} x{v}" for k, v in sorted(result.statuses.items()))
         note = f"{note}; error statuses: {codes}".lstrip("; ")
@@ -655,8 +634,9 @@ METHOD = """How to read it: every server runs in its own process and gets the sa
 (a raw asyncio client keeping the window full with pre-encoded submit_sm; the `sink` row shows
 its own ceiling). `smpp34` is the do-nothing reference (Rust core, accepts and forgets). `teleway`
 answers ESME_ROK only after the message and its delivery are committed to SQLite (WAL,
-synchronous=FULL, group commit); delivery workers are not running; it runs on the event loop
-`teleway serve` uses (uvloop by default; `--event-loop`). `accept() alone` sends the
+synchronous=FULL, group commit in the store's commit process); delivery workers are not
+running; it runs on the event loop `teleway serve` uses (uvloop by default; `--event-loop`).
+Server CPU counts the server's process and its child processes (teleway's commit process). `accept() alone` sends the
 same submission straight into `Acceptor.accept` with the same concurrency and no SMPP at all: the
 gap between it and `teleway` is what the SMPP layer costs, the rest is the store path. `jasmin`
 is Jasmin 0.11 (RabbitMQ + Redis) routing to a counting SMSC; it answers once the message is

@@ -44,6 +44,8 @@ from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
 from typing import Any
 
+from cpu import tree_cpu_seconds
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
 DOMAIN = "teleway.test"
@@ -249,23 +251,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _tree_cpu(pid: int) -> float:
-    """CPU seconds of a process and its living descendants."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:  # it exited meanwhile
-        return 0.0
-    children: list[int] = []
-    for task in tasks:
-        try:
-            children += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return own + sum(_tree_cpu(child) for child in children)
-
-
 class Server:
     def __init__(self, kind: str, directory: Path, event_loop: str) -> None:
         self.kind = kind
@@ -286,7 +271,7 @@ class Server:
     def cpu(self) -> float:
         """CPU seconds the server used so far: all threads of its process and of its living
         child processes (teleway's SQLite commit process); /proc/PID/stat."""
-        return _tree_cpu(self.process.pid)
+        return tree_cpu_seconds(self.process.pid)
 
     def loop_cpu(self) -> float:
         """CPU seconds of the server's main thread, the one running the event loop."""

@@ -9,11 +9,11 @@ cannot cross a process boundary) stays on the writer thread. The writer runs one
 a time whichever way it goes, so the two connections never wait for each other's lock.
 
 Why a process: the inserts and the COMMIT cost CPU (about 45 µs per message of SQLite work in
-big batches, 0.5 ms per small batch with its fsync), and in a thread that work runs on the
-event loop's interpreter: every return from SQLite waits for the interpreter lock, which the
-busy loop gives up only every switch interval. Measured on the 2-core development machine, the
-same batches committed by the child instead of the thread: SMTP at 10 connections and SMPP
-submit_sm both gained a quarter or more (docs/benchmarks.md).
+big batches, 0.5 ms for a small batch with its fsync), and in a thread every return from SQLite
+has to take the interpreter lock back from the busy event loop, which gives it up only every
+switch interval. Measured in interleaved pairs on the 2-core development machine: SMTP at 10
+connections 1.18 times the e-mails per second (median of 8 pairs), `accept()` 1.13-1.25 times;
+SMPP submit_sm unchanged (docs/store.md, "The commit process").
 
 Wire format, both ways: a 4-byte big-endian length, then a pickle. The first frame from the
 gateway is the hello: (pragmas, insert statements). Each following frame is one batch: a tuple

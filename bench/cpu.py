@@ -1,0 +1,40 @@
+"""CPU seconds of a process and its living descendants, from /proc (Linux).
+
+teleway on SQLite commits new rows in a child process (`store.commit_process`): its CPU is the
+server's work, so the benchmarks count a server's whole process tree."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds(pid: int) -> float:
+    """utime + stime of every thread of `pid` (0 if it exited meanwhile)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def tree_cpu_seconds(pid: int | None = None) -> float:
+    """CPU seconds of `pid` (default: this process) and its living descendants."""
+    pid = os.getpid() if pid is None else pid
+    return own_cpu_seconds(pid) + sum(tree_cpu_seconds(child) for child in children(pid))
