@@ -14,6 +14,7 @@ import pytest
 from store_helpers import Backend, submit
 
 from teleway.core.ports import StoreUnavailable
+from teleway.store import commit_process
 from teleway.store.commit_process import CommitProcess, CommitProcessGone
 
 SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -155,3 +156,18 @@ async def test_a_child_that_dies_mid_batch_is_a_temporary_store_error(backend: B
     with pytest.raises(StoreUnavailable, match="commit process"):
         await asyncio.wait_for(pending, 10)
     await submit(backend)  # and the next write starts a new child
+
+
+@SQLITE_ONLY
+async def test_a_child_that_cannot_start_leaves_the_rows_to_the_writer_thread(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert backend.store is not None
+    writer = backend.store.writer
+    monkeypatch.setattr(commit_process.sys, "executable", "/nonexistent/python3")
+    first = await submit(backend)
+    second = await submit(backend)  # no second attempt for PROCESS_RETRY_DELAY
+    assert [r.message for r in caplog.records].count("cannot start the SQLite commit process") == 1
+    assert writer.commit_process is not None and not writer.commit_process.running
+    for delivery_id in (*first, *second):
+        assert await backend.messages.get_delivery(delivery_id) is not None

@@ -43,6 +43,9 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import subprocess
+import sys
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -94,6 +97,7 @@ WORK_CHANNEL = "teleway_work"  # PostgreSQL LISTEN/NOTIFY channel for "new work 
 MAX_PENDING = 50_000  # rows (messages + deliveries) waiting for the writer before StoreFull
 MAX_BATCH_ROWS = 20_000  # messages + deliveries in one transaction: bounds commit latency
 CONFLICT_ATTEMPTS = 5  # PostgreSQL deadlock / serialization failures retried this often
+PROCESS_RETRY_DELAY = 10.0  # seconds before trying again to start a commit process that failed
 
 
 class _Pending:
@@ -220,8 +224,10 @@ class Writer:
         # started by the first such batch, and again after it exited.
         self._process: CommitProcess | None = None
         self._process_starting: asyncio.Lock | None = None
+        self._process_retry_at = 0.0  # monotonic; after a failed start, not before
         if db.is_sqlite:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="teleway-sqlite-writer")
+        if db.is_sqlite and sys.executable:  # an embedded interpreter has no program to start
             self._process = CommitProcess(
                 db.url.database or "",
                 SQLITE_PRAGMAS,
@@ -257,7 +263,11 @@ class Writer:
         together; return once committed. An ingress that read many requests in one go (a
         window of submit_sm) saves a future and a wake-up per message. `reports`: outbox rows
         (`OUTBOX_COLUMNS` order) committed with them (deliveries stored already leased)."""
-        if self._process is not None and not self._process.running:
+        if (
+            self._process is not None
+            and not self._process.running
+            and time.monotonic() >= self._process_retry_at
+        ):
             await self._start_process()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._submit(
@@ -281,9 +291,12 @@ class Writer:
         async with self._process_starting:
             if self._process.running or self._closing:
                 return
+            if time.monotonic() < self._process_retry_at:
+                return
             try:
                 await self._process.start()
-            except OSError as exc:
+            except (OSError, ValueError, subprocess.SubprocessError) as exc:
+                self._process_retry_at = time.monotonic() + PROCESS_RETRY_DELAY
                 log.error(
                     "cannot start the SQLite commit process", extra={"fields": {"error": repr(exc)}}
                 )
