@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import time
@@ -97,6 +98,12 @@ def test_message_travels_to_the_simulator_and_back(
             in metrics
         )
         assert 'teleway_upstream_bound{upstream="simulator"} 1.0' in metrics
+        # the store writer's series: on SQLite every queue write of the dispatchers is one of
+        # its commits (on PostgreSQL they run on the pool); the commit process is SQLite's only
+        commits = re.search(r"^teleway_store_commits_total (\S+)$", metrics, re.MULTILINE)
+        assert commits, metrics
+        assert (float(commits[1]) > 0) == (database == "sqlite")
+        assert ("teleway_store_commit_process_up" in metrics) == (database == "sqlite")
         status, health = gw.http_json("/healthz")
         assert status == 200 and health["upstreams"] == {"simulator": True}
     finally:

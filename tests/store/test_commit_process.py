@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from enum import StrEnum
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import pytest
 from store_helpers import Backend, submit
 
 from teleway.core.ports import StoreUnavailable
+from teleway.runtime.metrics import Metrics
 from teleway.store import commit_process
 from teleway.store.commit_process import CommitProcess, CommitProcessGone
 
@@ -171,3 +172,45 @@ async def test_a_child_that_cannot_start_leaves_the_rows_to_the_writer_thread(
     assert writer.commit_process is not None and not writer.commit_process.running
     for delivery_id in (*first, *second):
         assert await backend.messages.get_delivery(delivery_id) is not None
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("timed out")
+
+
+@SQLITE_ONLY
+async def test_metrics_show_the_writer_and_its_commit_process(backend: Backend) -> None:
+    assert backend.store is not None
+    writer = backend.store.writer
+    metrics = Metrics()
+    metrics.watch_store(writer)
+
+    def series() -> dict[str, float]:
+        lines = metrics.render().decode().splitlines()
+        return {
+            name: float(value)
+            for name, _, value in (line.partition(" ") for line in lines)
+            if name.startswith("teleway_store_")
+        }
+
+    before = series()
+    assert before["teleway_store_commit_process_up"] == 0
+    assert before["teleway_store_commit_process_starts_total"] == 0
+    assert before["teleway_store_writer_pending"] == 0
+    await submit(backend)
+    await submit(backend)  # committed by the child
+    after = series()
+    assert after["teleway_store_commit_process_up"] == 1
+    assert after["teleway_store_commit_process_starts_total"] == 1
+    assert after["teleway_store_commits_total"] >= before["teleway_store_commits_total"] + 2
+    process = writer.commit_process
+    assert process is not None and process.pid is not None
+    os.kill(process.pid, signal.SIGKILL)
+    await _until(lambda: not process.running)
+    assert series()["teleway_store_commit_process_up"] == 0
+    await submit(backend)  # starts another
+    assert series()["teleway_store_commit_process_starts_total"] == 2

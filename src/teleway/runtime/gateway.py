@@ -163,6 +163,7 @@ class Gateway:
         cfg = self.config
         _prepare_dirs(cfg)
         self.store = store = await _open(cfg)
+        self.metrics.watch_store(store.writer)
         directory = Directory(store.engine)
         # what every ingress calls to hand over a message (metrics included)
         self.acceptor = Acceptor(

@@ -5,7 +5,8 @@ One registry per gateway (not the global one) so tests can run several gateways 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -15,7 +16,11 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from teleway.store.writer import Writer
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # `_created` series double the output and nobody graphs them
 
@@ -164,8 +169,45 @@ class Metrics:
         self.http_requests.labels(route, method, str(status)).inc()
         self.http_seconds.labels(route).observe(seconds)
 
+    def watch_store(self, writer: Writer) -> None:
+        """The store writer's series, read from it at each scrape (`StoreCollector`)."""
+        self.registry.register(StoreCollector(writer))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class StoreCollector:
+    """The store writer's state at scrape time: commits, what waits for the writer, and on
+    SQLite its commit process (store.commit_process)."""
+
+    def __init__(self, writer: Writer) -> None:
+        self._writer = writer
+
+    def collect(self) -> Iterator[Metric]:
+        writer = self._writer
+        yield CounterMetricFamily(
+            "teleway_store_commits",
+            "Transactions committed by the store's writer (group commits)",
+            value=writer.commits,
+        )
+        yield GaugeMetricFamily(
+            "teleway_store_writer_pending",
+            "Writes waiting for the store's writer (past max_pending: StoreFull)",
+            value=writer.pending,
+        )
+        process = writer.commit_process
+        if process is not None:
+            yield GaugeMetricFamily(
+                "teleway_store_commit_process_up",
+                "1 while the SQLite commit process runs (it starts with the first new rows)",
+                value=1 if process.running else 0,
+            )
+            yield CounterMetricFamily(
+                "teleway_store_commit_process_starts",
+                "SQLite commit processes started (more than one: one exited and was replaced)",
+                value=process.starts,
+            )
 
 
 class SmppServerMetrics:

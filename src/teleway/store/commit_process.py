@@ -235,6 +235,7 @@ class CommitProcess:
         self.inserts = tuple(inserts)
         self._process: subprocess.Popen[bytes] | None = None
         self._answers: _Answers | None = None
+        self.starts = 0  # children started (for metrics: more than one means one went away)
 
     @property
     def running(self) -> bool:
@@ -270,6 +271,7 @@ class CommitProcess:
         assert answers.transport is not None
         answers.transport.write(_frame((self.pragmas, self.inserts)))
         self._answers = answers
+        self.starts += 1
         log.debug("SQLite commit process started", extra={"fields": {"pid": self._process.pid}})
 
     def commit(self, tables: Sequence[Rows]) -> asyncio.Future[None]:
