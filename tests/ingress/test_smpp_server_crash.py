@@ -10,6 +10,8 @@ is read (read-only) and must hold every acknowledged message.
 from __future__ import annotations
 
 import asyncio
+import collections
+import os
 import signal
 import struct
 import subprocess
@@ -85,8 +87,15 @@ receipt_delay = 0.05
 _HEADER = struct.Struct(">IIII")
 
 
-async def storm(port: int, acked: list[str], stop: threading.Event, window: int = 32) -> None:
-    """One bind submitting until the connection dies or `stop` is set."""
+async def storm(
+    port: int,
+    acked: list[str],
+    stop: threading.Event,
+    window: int = 32,
+    refused: collections.Counter[int] | None = None,
+) -> None:
+    """One bind submitting until the connection dies or `stop` is set; `refused` counts the
+    other answers to submit_sm by command_status."""
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError:
@@ -123,6 +132,8 @@ async def storm(port: int, acked: list[str], stop: threading.Event, window: int 
             body = await reader.readexactly(length - 16)
             if command_id == 0x80000004 and status == 0:
                 acked.append(body.rstrip(b"\0").decode())
+            elif command_id == 0x80000004 and refused is not None:
+                refused[status] += 1
             submit()
     except (OSError, asyncio.IncompleteReadError):
         return
@@ -130,9 +141,14 @@ async def storm(port: int, acked: list[str], stop: threading.Event, window: int 
         writer.close()
 
 
-def run_storm(port: int, acked: list[str], stop: threading.Event) -> None:
+def run_storm(
+    port: int,
+    acked: list[str],
+    stop: threading.Event,
+    refused: collections.Counter[int] | None = None,
+) -> None:
     async def all_binds() -> None:
-        await asyncio.gather(*(storm(port, acked, stop) for _ in range(4)))
+        await asyncio.gather(*(storm(port, acked, stop, refused=refused) for _ in range(4)))
 
     asyncio.run(all_binds())
 
@@ -207,3 +223,62 @@ def test_sigkill_during_submit_storm_loses_no_acknowledged_message(tmp_path: Pat
     assert not missing, f"{len(missing)} acknowledged but not stored, e.g. {missing[:3]}"
     assert len(acked) >= 600 and kills == 2
     print(f"\nSMPP crash test: {len(acked)} acknowledged, {kills} SIGKILLs, 0 lost")
+
+
+def commit_process_of(pid: int) -> int:
+    """The gateway's SQLite commit process (store.commit_process), from /proc."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if b"commit_process.py" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return int(child)
+    raise AssertionError("no commit process")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_sigkill_of_the_commit_process_loses_nothing_and_the_gateway_goes_on(
+    tmp_path: Path,
+) -> None:
+    """The store's commit process is killed twice in the storm: what it had not answered gets
+    ESME_RSYSERR (a temporary error: the ESME sends again), every ESME_ROK is stored, and the
+    gateway goes on with a new one without a restart."""
+    gw, smpp_port = gateway_files(tmp_path)
+    gw.cli("db", "upgrade")
+    (tmp_path / "prov.toml").write_text(PROVISIONING)
+    gw.cli("admin", "apply", str(tmp_path / "prov.toml"))
+    acked: list[str] = []
+    refused: collections.Counter[int] = collections.Counter()
+    killed: list[int] = []
+    gateway = gw.serve()
+    stop = threading.Event()
+    thread = threading.Thread(target=run_storm, args=(smpp_port, acked, stop, refused))
+    try:
+        wait_listening(smpp_port, gateway, gw)
+        thread.start()
+        for _ in range(3):
+            before = len(acked)
+            deadline = time.monotonic() + 60
+            while len(acked) < before + 300:
+                assert time.monotonic() < deadline, f"storm too slow:\n{gw.log()}"
+                time.sleep(0.01)
+            if len(killed) < 2:
+                child = commit_process_of(gateway.pid)
+                assert child not in killed  # a new one after each kill
+                os.kill(child, signal.SIGKILL)
+                killed.append(child)
+        stop.set()
+        thread.join(30)
+        assert not thread.is_alive()
+        gateway.send_signal(signal.SIGTERM)
+        assert gateway.wait(timeout=60) == 0, gw.log()
+    finally:
+        stop.set()
+        if gateway.poll() is None:
+            gateway.send_signal(signal.SIGKILL)
+            gateway.wait(timeout=10)
+    stored = stored_ids(gw.database_url)
+    missing = [m for m in acked if m not in stored]
+    assert not missing, f"{len(missing)} acknowledged but not stored, e.g. {missing[:3]}"
+    assert len(acked) >= 900 and len(killed) == 2
+    assert set(refused) <= {0x08}, refused  # ESME_RSYSERR only, for what the dead child held
+    assert gw.log().count("SQLite commit process exited; the next new rows start another") == 2

@@ -193,6 +193,7 @@ class _Answers(asyncio.Protocol):
         self.waiting: deque[asyncio.Future[None]] = deque()
         self.buffer = bytearray()
         self.lost = False
+        self.closing = False  # the gateway closed the socket itself
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a stream transport
@@ -220,6 +221,11 @@ class _Answers(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        if not self.closing:
+            log.error(
+                "SQLite commit process exited; the next new rows start another",
+                extra={"fields": {"unanswered": len(self.waiting)}},
+            )
         while self.waiting:
             future = self.waiting.popleft()
             if not future.done():
@@ -290,6 +296,7 @@ class CommitProcess:
         """Close the socket; the child commits what it has read, then exits."""
         answers, self._answers = self._answers, None
         if answers is not None and answers.transport is not None:
+            answers.closing = True
             answers.transport.close()
         process, self._process = self._process, None
         if process is None:

@@ -409,7 +409,10 @@ class Writer:
         try:
             await process.commit(tables)
         except CommitProcessGone as exc:
-            log.error("SQLite commit process exited", extra={"fields": {"error": str(exc)}})
+            log.warning(
+                "batch lost with the SQLite commit process",
+                extra={"fields": {"callers": len(batch)}},
+            )
             error: BaseException = StoreUnavailable(str(exc))
             error.__cause__ = exc
             return [(False, error)] * len(batch)
