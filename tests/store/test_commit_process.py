@@ -11,12 +11,13 @@ from enum import StrEnum
 from pathlib import Path
 
 import pytest
-from store_helpers import Backend, submit
+from store_helpers import START, Backend, add_accounts, build, submit
 
 from teleway.core.ports import StoreUnavailable
 from teleway.runtime.metrics import Metrics
-from teleway.store import commit_process
+from teleway.store import commit_process, open_store
 from teleway.store.commit_process import CommitProcess, CommitProcessGone
+from teleway.testing.fakes import FakeClock, SequentialIds
 
 SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
@@ -214,3 +215,23 @@ async def test_metrics_show_the_writer_and_its_commit_process(backend: Backend) 
     assert series()["teleway_store_commit_process_up"] == 0
     await submit(backend)  # starts another
     assert series()["teleway_store_commit_process_starts_total"] == 2
+
+
+async def test_a_relative_database_path_is_the_one_the_store_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child starts with the first new rows, maybe after the gateway changed directory."""
+    monkeypatch.chdir(tmp_path)
+    store = await open_store("sqlite+aiosqlite:///var/relative.db", migrate=True)
+    try:
+        await add_accounts(store)
+        monkeypatch.chdir(tmp_path.parent)
+        message, deliveries, events = build(
+            Backend("sqlite", store.messages, store.queue, FakeClock(START), SequentialIds())
+        )
+        await store.messages.add_message(message, deliveries, events)
+        assert store.writer.commit_process is not None and store.writer.commit_process.running
+        assert await store.messages.get_message(message.id) is not None
+    finally:
+        await store.close()
+    assert not (tmp_path.parent / "var" / "relative.db").exists()

@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import io
 import logging
+import os
 import pickle
 import signal
 import socket
@@ -236,7 +237,8 @@ class CommitProcess:
     """The child committing new rows to the SQLite file at `path` (see the module docstring)."""
 
     def __init__(self, path: str, pragmas: Sequence[str], inserts: Sequence[str]) -> None:
-        self.path = path
+        # resolved now, as the engine did: the child starts later, maybe in another directory
+        self.path = os.path.abspath(path)
         self.pragmas = tuple(pragmas)
         self.inserts = tuple(inserts)
         self._process: subprocess.Popen[bytes] | None = None
