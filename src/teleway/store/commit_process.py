@@ -54,7 +54,6 @@ Rows = list[tuple[Any, ...]]
 Error = tuple[str, str]  # (sqlite3 exception class name, text)
 
 HEADER = struct.Struct("!I")
-MAX_FRAME = 1 << 31  # bytes; a batch is bounded far below by the writer's MAX_BATCH_ROWS
 STOP_TIMEOUT = 10.0  # seconds the child may take to finish its batch and exit after EOF
 
 SQLITE_MAX_VARIABLES = 32_766  # SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32
@@ -115,19 +114,26 @@ def commit_rows(
 # -- the child ---------------------------------------------------------------------------------
 
 
+def _take_frame(buffer: bytearray) -> bytes | None:
+    """The first complete frame's payload, taken out of `buffer`; None if there is none yet."""
+    if len(buffer) < HEADER.size:
+        return None
+    (size,) = HEADER.unpack_from(buffer)
+    if len(buffer) < HEADER.size + size:
+        return None
+    payload = bytes(buffer[HEADER.size : HEADER.size + size])
+    del buffer[: HEADER.size + size]
+    return payload
+
+
 def _read_frame(sock: socket.socket, buffer: bytearray) -> bytes | None:
     """The next frame's payload, or None at end of stream."""
-    while True:
-        if len(buffer) >= HEADER.size:
-            (size,) = HEADER.unpack_from(buffer)
-            if len(buffer) >= HEADER.size + size:
-                payload = bytes(buffer[HEADER.size : HEADER.size + size])
-                del buffer[: HEADER.size + size]
-                return payload
+    while (payload := _take_frame(buffer)) is None:
         chunk = sock.recv(1 << 20)
         if not chunk:
             return None
         buffer += chunk
+    return payload
 
 
 class _PlainPickler(pickle.Pickler):
@@ -200,14 +206,9 @@ class _Answers(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # a stream transport
 
     def data_received(self, data: bytes) -> None:
-        buffer = self.buffer
-        buffer += data
-        while len(buffer) >= HEADER.size:
-            (size,) = HEADER.unpack_from(buffer)
-            if len(buffer) < HEADER.size + size:
-                return
-            answer = pickle.loads(buffer[HEADER.size : HEADER.size + size])
-            del buffer[: HEADER.size + size]
+        self.buffer += data
+        while (payload := _take_frame(self.buffer)) is not None:
+            answer = pickle.loads(payload)
             future = self.waiting.popleft()
             if future.done():
                 continue

@@ -55,8 +55,13 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from teleway.core.ports import StoreFull, StoreUnavailable
-from teleway.store.commit_process import CommitProcess, CommitProcessGone, commit_rows
-from teleway.store.commit_process import sqlite_insert as _sqlite_insert
+from teleway.store.commit_process import (
+    CommitProcess,
+    CommitProcessGone,
+    Rows,
+    commit_rows,
+    sqlite_insert,
+)
 from teleway.store.engine import (
     SQLITE_PRAGMAS,
     ConflictRetry,
@@ -212,6 +217,13 @@ class Writer:
         self._insert_deliveries = _insert_sql("deliveries", DELIVERY_COLUMNS, db)
         self._insert_events = _insert_sql("delivery_events", EVENT_COLUMNS, db)
         self._insert_reports = _insert_sql("outbox", OUTBOX_COLUMNS, db)
+        # a batch of new rows: these INSERTs, in this order, with `_row_lists(batch)`
+        self._row_inserts = (
+            self._insert_messages,
+            self._insert_deliveries,
+            self._insert_events,
+            self._insert_reports,
+        )
         self.on_reports: Callable[[], None] | None = None  # called after a commit added reports
         self._reported = False  # set by the transaction side, read by the event loop side
         self._notify = db.is_postgresql
@@ -228,16 +240,7 @@ class Writer:
         if db.is_sqlite:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="teleway-sqlite-writer")
         if db.is_sqlite and sys.executable:  # an embedded interpreter has no program to start
-            self._process = CommitProcess(
-                db.url.database or "",
-                SQLITE_PRAGMAS,
-                (
-                    self._insert_messages,
-                    self._insert_deliveries,
-                    self._insert_events,
-                    self._insert_reports,
-                ),
-            )
+            self._process = CommitProcess(db.url.database or "", SQLITE_PRAGMAS, self._row_inserts)
 
     @property
     def commit_process(self) -> CommitProcess | None:
@@ -400,12 +403,7 @@ class Writer:
     async def _process_batch(self, process: CommitProcess, batch: list[_Pending]) -> list[Outcome]:
         """SQLite, a batch of new rows only: committed by the commit process. Data it refused
         goes to the writer thread, which finds the culprit by running each item alone."""
-        tables = (
-            [row for item in batch for row in item.messages],
-            [row for item in batch for row in item.deliveries],
-            [row for item in batch for row in item.events],
-            [row for item in batch for row in item.reports],
-        )
+        tables = _row_lists(batch)
         try:
             await process.commit(tables)
         except CommitProcessGone as exc:
@@ -521,23 +519,9 @@ class Writer:
         writer's time."""
         raw = connection.connection.driver_connection
         assert raw is not None
-        reports = [row for item in batch for row in item.reports]
-        commit_rows(
-            raw,
-            (
-                self._insert_messages,
-                self._insert_deliveries,
-                self._insert_events,
-                self._insert_reports,
-            ),
-            (
-                [row for item in batch for row in item.messages],
-                [row for item in batch for row in item.deliveries],
-                [row for item in batch for row in item.events],
-                reports,
-            ),
-        )
-        if reports:
+        tables = _row_lists(batch)
+        commit_rows(raw, self._row_inserts, tables)
+        if tables[3]:
             self._reported = True  # told after COMMIT, as in _insert_journal
         return [None] * len(batch)
 
@@ -556,7 +540,7 @@ class Writer:
         if self._db.is_postgresql:
             connection.exec_driver_sql(insert, rows)
             return
-        _sqlite_insert(connection.exec_driver_sql, insert, rows)
+        sqlite_insert(connection.exec_driver_sql, insert, rows)
 
     async def _write_alone(self, job: LoggingJob[T], *, wakes: bool) -> T:
         """PostgreSQL: one job, its own transaction on a pooled connection."""
@@ -606,6 +590,16 @@ class Writer:
         if connection is not None:
             with contextlib.suppress(Exception):
                 connection.close()
+
+
+def _row_lists(batch: list[_Pending]) -> tuple[Rows, Rows, Rows, Rows]:
+    """The new rows of a batch, one list per table, in `Writer._row_inserts` order."""
+    return (
+        [row for item in batch for row in item.messages],
+        [row for item in batch for row in item.deliveries],
+        [row for item in batch for row in item.events],
+        [row for item in batch for row in item.reports],
+    )
 
 
 def _insert_sql(table: str, columns: tuple[str, ...], db: Database) -> str:
