@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from enum import StrEnum
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from store_helpers import START, Backend, add_accounts, build, submit
 from teleway.core.ports import StoreUnavailable
 from teleway.runtime.metrics import Metrics
 from teleway.store import commit_process, open_store
+from teleway.store import writer as writer_module
 from teleway.store.commit_process import CommitProcess, CommitProcessGone
 from teleway.testing.fakes import FakeClock, SequentialIds
 
@@ -88,6 +89,15 @@ async def test_answers_come_back_in_order_for_batches_in_flight(
     assert len(_rows(path)) == 200
 
 
+async def test_a_batch_larger_than_one_read_arrives_whole(
+    child: tuple[CommitProcess, Path],
+) -> None:
+    process, path = child
+    big = bytes(range(256)) * ((3 * commit_process.READ_SIZE) // 256 + 7)  # several reads
+    await asyncio.gather(process.commit([[(1, big)]]), process.commit([[(2, "after")]]))
+    assert _rows(path) == [(1, big, "blob"), (2, "after", "text")]
+
+
 async def test_a_killed_child_fails_what_it_was_committing(
     child: tuple[CommitProcess, Path],
 ) -> None:
@@ -142,6 +152,73 @@ async def test_the_writer_commits_new_rows_in_its_child_and_restarts_it(backend:
     assert process.running and process.pid not in (None, old_pid)
     for delivery_id in (*first, *second):
         assert await backend.messages.get_delivery(delivery_id) is not None
+
+
+class _HeldProcess:
+    """A commit process whose answers the test gives (one layer: the writer's side)."""
+
+    def __init__(self, *_args: object) -> None:
+        self.batches: list[Sequence[list[tuple[object, ...]]]] = []
+        self.answers: list[Callable[[BaseException | None], None]] = []
+        self.running = True
+        self.starts = 1
+        self.pid = None
+        self.automatic = False  # commit whatever comes (to end a test)
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    def send(
+        self,
+        tables: Sequence[list[tuple[object, ...]]],
+        answered: Callable[[BaseException | None], None],
+    ) -> None:
+        self.batches.append(tables)
+        self.answers.append(answered)
+        if self.automatic:
+            asyncio.get_running_loop().call_soon(self.answer, len(self.answers) - 1)
+
+    def answer(self, index: int, error: BaseException | None = None) -> None:
+        answered, self.answers[index] = self.answers[index], lambda _error: None
+        answered(error)
+
+
+async def test_the_next_batch_leaves_in_the_turn_the_answer_comes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child's answer settles its batch and sends what waited at once, in the same
+    callback: the child does not idle, and the callers do not wait, for turns of the loop."""
+    held = _HeldProcess()
+    monkeypatch.setattr(writer_module, "CommitProcess", lambda *_args: held)
+    store = await open_store(f"sqlite+aiosqlite:///{tmp_path}/held.db", migrate=True)
+    try:
+        await add_accounts(store)
+        backend = Backend("sqlite", store.messages, store.queue, FakeClock(START), SequentialIds())
+        calls = [
+            asyncio.ensure_future(store.messages.add_message(*build(backend))) for _ in range(3)
+        ]
+        await _until(lambda: store.writer.pending == 2)
+        assert len(held.batches) == 1  # the first went alone; the others wait for its answer
+        held.answer(0)  # as the socket's reader calls it
+        assert len(held.batches) == 2  # no turn of the loop in between
+        assert len(held.batches[1][0]) == 2  # both waiting messages, as one batch
+        assert store.writer.pending == 0 and store.writer.commits == 1
+        await _until(lambda: calls[0].done())
+        assert calls[0].result() is None and not calls[1].done()
+        held.answer(1, sqlite3.OperationalError("disk I/O error"))  # the slower way
+        with pytest.raises(StoreUnavailable):
+            await calls[1]
+        with pytest.raises(StoreUnavailable):
+            await calls[2]
+        assert store.writer.commits == 1
+    finally:
+        held.automatic = True  # nothing left running for close() to wait for
+        for index in range(len(held.answers)):
+            held.answer(index)
+        await store.close()
 
 
 @SQLITE_ONLY

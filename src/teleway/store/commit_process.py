@@ -52,8 +52,13 @@ log = logging.getLogger(__name__)
 
 Rows = list[tuple[Any, ...]]
 Error = tuple[str, str]  # (sqlite3 exception class name, text)
+Answered = Callable[[BaseException | None], None]  # a batch's callback: None when committed
 
 HEADER = struct.Struct("!I")
+# the child's own setting on top of the store's: the statement journals SQLite keeps for an
+# INSERT it may have to undo alone stay in memory (as a temporary file they were opened,
+# written and unlinked about every eighth commit)
+MEMORY_TEMP_STORE = "PRAGMA temp_store=MEMORY"
 STOP_TIMEOUT = 10.0  # seconds the child may take to finish its batch and exit after EOF
 
 SQLITE_MAX_VARIABLES = 32_766  # SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32
@@ -126,13 +131,18 @@ def _take_frame(buffer: bytearray) -> bytes | None:
     return payload
 
 
-def _read_frame(sock: socket.socket, buffer: bytearray) -> bytes | None:
-    """The next frame's payload, or None at end of stream."""
+READ_SIZE = 1 << 20  # a batch of 512 messages' rows is about 0.5 MiB
+
+
+def _read_frame(sock: socket.socket, buffer: bytearray, chunk: memoryview) -> bytes | None:
+    """The next frame's payload, or None at end of stream. `chunk`: the one read buffer the
+    child reuses (`recv` of a fresh 1 MiB each time costs an mmap, an mremap and a munmap
+    per batch)."""
     while (payload := _take_frame(buffer)) is None:
-        chunk = sock.recv(1 << 20)
-        if not chunk:
+        size = sock.recv_into(chunk)
+        if not size:
             return None
-        buffer += chunk
+        buffer += chunk[:size]
     return payload
 
 
@@ -159,7 +169,8 @@ def _frame(value: Any) -> bytes:
 def serve(sock: socket.socket, path: str) -> None:
     """The child's loop: the hello, then batch after batch until the socket closes."""
     buffer = bytearray()
-    hello = _read_frame(sock, buffer)
+    chunk = memoryview(bytearray(READ_SIZE))
+    hello = _read_frame(sock, buffer, chunk)
     if hello is None:
         return
     pragmas, inserts = pickle.loads(hello)
@@ -167,7 +178,7 @@ def serve(sock: socket.socket, path: str) -> None:
     try:
         for pragma in pragmas:
             connection.execute(pragma)
-        while (frame := _read_frame(sock, buffer)) is not None:
+        while (frame := _read_frame(sock, buffer, chunk)) is not None:
             try:
                 commit_rows(connection, inserts, pickle.loads(frame))
                 answer: Error | None = None
@@ -193,11 +204,13 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 class _Answers(asyncio.Protocol):
-    """Reads the child's answers and resolves the waiting batches in order."""
+    """Reads the child's answers and hands each to its batch's callback, in order, at once
+    (in `data_received`: the writer settles its callers and sends its next batch in the same
+    turn of the event loop as the answer came, not one or two turns later)."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.waiting: deque[asyncio.Future[None]] = deque()
+        self.waiting: deque[Answered] = deque()
         self.buffer = bytearray()
         self.lost = False
         self.closing = False  # the gateway closed the socket itself
@@ -209,17 +222,14 @@ class _Answers(asyncio.Protocol):
         self.buffer += data
         while (payload := _take_frame(self.buffer)) is not None:
             answer = pickle.loads(payload)
-            future = self.waiting.popleft()
-            if future.done():
-                continue
-            if answer is None:
-                future.set_result(None)
-            else:
+            error: BaseException | None = None
+            if answer is not None:
                 name, text = answer
                 kind = getattr(sqlite3, name, sqlite3.Error)
                 if not (isinstance(kind, type) and issubclass(kind, sqlite3.Error)):
                     kind = sqlite3.Error
-                future.set_exception(kind(text))
+                error = kind(text)
+            _tell(self.waiting.popleft(), error)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -229,9 +239,15 @@ class _Answers(asyncio.Protocol):
                 extra={"fields": {"unanswered": len(self.waiting)}},
             )
         while self.waiting:
-            future = self.waiting.popleft()
-            if not future.done():
-                future.set_exception(CommitProcessGone("the SQLite commit process exited"))
+            _tell(self.waiting.popleft(), CommitProcessGone("the SQLite commit process exited"))
+
+
+def _tell(answered: Answered, error: BaseException | None) -> None:
+    """Call a batch's callback; a bug in it must not break the reading of the answers."""
+    try:
+        answered(error)
+    except Exception:
+        log.exception("a commit process answer's callback failed")
 
 
 class CommitProcess:
@@ -240,7 +256,7 @@ class CommitProcess:
     def __init__(self, path: str, pragmas: Sequence[str], inserts: Sequence[str]) -> None:
         # resolved now, as the engine did: the child starts later, maybe in another directory
         self.path = os.path.abspath(path)
-        self.pragmas = tuple(pragmas)
+        self.pragmas = (*pragmas, MEMORY_TEMP_STORE)
         self.inserts = tuple(inserts)
         self._process: subprocess.Popen[bytes] | None = None
         self._answers: _Answers | None = None
@@ -283,16 +299,31 @@ class CommitProcess:
         self.starts += 1
         log.debug("SQLite commit process started", extra={"fields": {"pid": self._process.pid}})
 
-    def commit(self, tables: Sequence[Rows]) -> asyncio.Future[None]:
-        """Send one batch (a row list per insert statement); the future is done when the child
-        committed it (or with the sqlite3 error that rolled it back, or CommitProcessGone)."""
+    def send(self, tables: Sequence[Rows], answered: Answered) -> None:
+        """Send one batch (a row list per insert statement). `answered` is called once, from
+        the event loop: with None when the child committed it, or with the sqlite3 error that
+        rolled it back, or with CommitProcessGone (at once, if no child is running)."""
         answers = self._answers
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if answers is None or answers.lost or answers.transport is None:
-            future.set_exception(CommitProcessGone("the SQLite commit process is not running"))
-            return future
-        answers.waiting.append(future)
-        answers.transport.write(_frame(tuple(tables)))
+            _tell(answered, CommitProcessGone("the SQLite commit process is not running"))
+            return
+        frame = _frame(tuple(tables))  # before queueing: unpicklable rows raise here
+        answers.waiting.append(answered)
+        answers.transport.write(frame)
+
+    def commit(self, tables: Sequence[Rows]) -> asyncio.Future[None]:
+        """`send` as a future: done when the child committed the batch (or with the error)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def answered(error: BaseException | None) -> None:
+            if future.done():
+                return
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
+
+        self.send(tables, answered)
         return future
 
     async def stop(self) -> None:

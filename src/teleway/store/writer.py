@@ -352,21 +352,29 @@ class Writer:
         running: asyncio.Future[list[Outcome]]
         process = self._process
         if process is not None and process.running and all(item.job is None for item in batch):
-            running = loop.create_task(self._process_batch(process, batch))
-        elif self._thread is not None:
+            self._send(process, batch)
+            return
+        if self._thread is not None:
             running = loop.run_in_executor(self._thread, self._sqlite_batch, batch)
         else:
             running = loop.create_task(self._postgres_batch(batch))
+        self._await(running, batch)
+
+    def _await(self, running: asyncio.Future[list[Outcome]], batch: list[_Pending]) -> None:
         self._running = running
         running.add_done_callback(lambda done: self._finish(batch, done))
 
     def _finish(self, batch: list[_Pending], done: asyncio.Future[list[Outcome]]) -> None:
-        self._running = None
         try:
             outcomes = done.result()
         except BaseException as exc:  # a bug in the writer must not leave callers waiting
             log.exception("store writer failed")
             outcomes = [(False, exc)] * len(batch)
+        self._settle(batch, outcomes)
+
+    def _settle(self, batch: list[_Pending], outcomes: list[Outcome]) -> None:
+        """The batch is over: tell its callers, then start the next one."""
+        self._running = None
         wakes = False
         for item, (ok, value) in zip(batch, outcomes, strict=True):
             if item.future.done():
@@ -380,6 +388,31 @@ class Writer:
             self._signal.notify()
         self._tell_reports()
         self._start_batch()
+
+    def _send(self, process: CommitProcess, batch: list[_Pending]) -> None:
+        """SQLite, a batch of new rows only: to the commit process, now. Its answer settles the
+        batch and sends the next one in the same turn of the event loop (no task in between:
+        the child would idle and the callers wait for each turn). A refusal or the child's
+        exit goes the slower way, through `_process_failed`."""
+        tables = _row_lists(batch)
+        self._running = asyncio.get_running_loop().create_future()  # the batch is running
+
+        def answered(error: BaseException | None) -> None:
+            if error is None:
+                self.commits += 1
+                if tables[3]:
+                    self._reported = True
+                self._settle(batch, [(True, None)] * len(batch))
+            else:
+                task = asyncio.get_running_loop().create_task(self._process_failed(batch, error))
+                self._await(task, batch)
+
+        try:
+            process.send(tables, answered)
+        except Exception as exc:  # rows the pickler refused: a bug, as any other in the writer
+            failed: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            self._await(failed, batch)
 
     def _tell_reports(self) -> None:
         if self._reported:
@@ -400,13 +433,11 @@ class Writer:
 
         return self._outcomes(connection, self._drop_sync_connection, batch)
 
-    async def _process_batch(self, process: CommitProcess, batch: list[_Pending]) -> list[Outcome]:
-        """SQLite, a batch of new rows only: committed by the commit process. Data it refused
-        goes to the writer thread, which finds the culprit by running each item alone."""
-        tables = _row_lists(batch)
-        try:
-            await process.commit(tables)
-        except CommitProcessGone as exc:
+    async def _process_failed(self, batch: list[_Pending], exc: BaseException) -> list[Outcome]:
+        """The commit process did not commit a batch of new rows: it exited (every caller gets
+        StoreUnavailable), or it refused the data, which then goes to the writer thread to find
+        the culprit by running each item alone."""
+        if isinstance(exc, CommitProcessGone):
             log.warning(
                 "batch lost with the SQLite commit process",
                 extra={"fields": {"callers": len(batch)}},
@@ -414,20 +445,17 @@ class Writer:
             error: BaseException = StoreUnavailable(str(exc))
             error.__cause__ = exc
             return [(False, error)] * len(batch)
-        except sqlite3.Error as exc:
-            error = translate(exc) or exc
-            if error is not exc:
-                error.__cause__ = exc
-            if len(batch) > 1 and not isinstance(error, StoreUnavailable):
-                # refused data (StoreRejected) or an unexpected error: find the culprit
-                assert self._thread is not None
-                loop = asyncio.get_running_loop()
-                return await loop.run_in_executor(self._thread, self._sqlite_batch, batch)
-            return [(False, error)] * len(batch)
-        self.commits += 1
-        if tables[3]:
-            self._reported = True
-        return [(True, None)] * len(batch)
+        if not isinstance(exc, sqlite3.Error):
+            raise exc
+        error = translate(exc) or exc
+        if error is not exc:
+            error.__cause__ = exc
+        if len(batch) > 1 and not isinstance(error, StoreUnavailable):
+            # refused data (StoreRejected) or an unexpected error: find the culprit
+            assert self._thread is not None
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._thread, self._sqlite_batch, batch)
+        return [(False, error)] * len(batch)
 
     def _drop_sync_connection(self) -> None:
         connection, self._sync_connection = self._sync_connection, None
