@@ -439,6 +439,7 @@ class Server:
 def write_section(section: str) -> None:
     text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n\n"
     pattern = re.compile(r"^## SMTP ingress\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+    section = section.rstrip("\n") + "\n\n"  # a blank line before the next section
     if pattern.search(text):
         text = pattern.sub(lambda _m: section, text)
     else:
