@@ -11,13 +11,23 @@ from pathlib import Path
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def own_cpu_seconds(pid: int) -> float:
-    """utime + stime of every thread of `pid` (0 if it exited meanwhile)."""
+def _stat_seconds(stat: Path) -> float:
+    """utime + stime from a /proc stat file (0 if the process exited meanwhile)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = stat.read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def own_cpu_seconds(pid: int) -> float:
+    """CPU seconds of every thread of `pid`."""
+    return _stat_seconds(Path(f"/proc/{pid}/stat"))
+
+
+def main_thread_cpu_seconds(pid: int) -> float:
+    """CPU seconds of `pid`'s main thread (an asyncio server's event loop)."""
+    return _stat_seconds(Path(f"/proc/{pid}/task/{pid}/stat"))
 
 
 def children(pid: int) -> list[int]:

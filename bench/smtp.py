@@ -47,7 +47,7 @@ from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
 from typing import Any, ClassVar
 
-from cpu import tree_cpu_seconds
+from cpu import main_thread_cpu_seconds, tree_cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -196,50 +196,6 @@ def small_message(index: int) -> bytes:
     return message.as_bytes()
 
 
-class Client:
-    """A minimal SMTP client on asyncio streams (one transaction after the other)."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    async def reply(self) -> bytes:
-        while True:
-            line = await self.reader.readline()
-            if not line:
-                raise ConnectionError("server closed the connection")
-            if line[3:4] != b"-":
-                return line
-
-    async def command(self, line: bytes) -> bytes:
-        self.writer.write(line)
-        return await self.reply()
-
-    async def send(self, rcpt: str, data: bytes) -> float:
-        """One transaction; returns the seconds from the end of DATA to the 250."""
-        for line in (b"MAIL FROM:<load@bench.test>\r\n", f"RCPT TO:<{rcpt}>\r\n".encode()):
-            reply = await self.command(line)
-            if not reply.startswith(b"250"):
-                raise RuntimeError(reply.decode())
-        if not (await self.command(b"DATA\r\n")).startswith(b"354"):
-            raise RuntimeError("DATA refused")
-        self.writer.write(data.replace(b"\r\n.", b"\r\n..") + b".\r\n")
-        await self.writer.drain()
-        sent = time.perf_counter()
-        reply = await self.reply()
-        if not reply.startswith(b"250"):
-            raise RuntimeError(reply.decode())
-        return time.perf_counter() - sent
-
-
-async def connect(port: int) -> Client:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
-    client = Client(reader, writer)
-    await client.reply()
-    await client.command(b"EHLO bench.test\r\n")
-    return client
-
-
 class Sender(asyncio.Protocol):
     """One connection of the load generator as a state machine on the transport: each reply
     writes the next command at once (no coroutine, no stream reader, one pre-encoded line or
@@ -315,36 +271,54 @@ class Sender(asyncio.Protocol):
             self.index += self.work.connections
             self.next(now)
 
+    def start(self) -> None:
+        """A transaction: MAIL now, the rest as the replies come."""
+        assert self.transport is not None
+        self.transport.write(b"MAIL FROM:<load@bench.test>\r\n")
+        self.step = "mail"
+
     def next(self, now: float) -> None:
         """The next transaction, or done if the deadline passed."""
-        assert self.transport is not None
         if now < self.work.deadline:
-            self.transport.write(b"MAIL FROM:<load@bench.test>\r\n")
-            self.step = "mail"
+            self.start()
         else:
             self.step = "idle"
             self.done.set_result(None)
 
 
-class Work:
-    """What the connections of one `load` share: the pre-encoded messages, the deadline, and
-    the latencies they measured."""
+def encoded(message: bytes) -> bytes:
+    """A message as DATA sends it: dot-stuffed, with the final dot line."""
+    return message.replace(b"\r\n.", b"\r\n..") + b".\r\n"
 
-    def __init__(self, connections: int, seconds: float) -> None:
+
+class Work:
+    """What the connections of one `load` share: the pre-encoded RCPT lines and messages
+    (connection n sends message n, n + connections, ...), the deadline, and the latencies
+    measured."""
+
+    def __init__(self, connections: int, messages: list[bytes], rcpts: list[str]) -> None:
         self.connections = connections
-        self.seconds = seconds
+        self.messages = messages
+        self.rcpts = [f"RCPT TO:<{rcpt}>\r\n".encode() for rcpt in rcpts]
         self.deadline = 0.0
         self.latencies: list[float] = []
-        self.rcpts = [f"RCPT TO:<+1781617{i:04d}@{DOMAIN}>\r\n".encode() for i in range(200)]
-        self.messages = [
-            small_message(i).replace(b"\r\n.", b"\r\n..") + b".\r\n" for i in range(200)
-        ]
 
 
-async def load(port: int, connections: int, seconds: float) -> tuple[float, list[float]]:
-    """Messages/s and DATA-end -> 250 latencies with `connections` clients for `seconds`."""
+async def load(
+    port: int,
+    connections: int,
+    seconds: float,
+    messages: list[bytes] | None = None,
+    rcpts: list[str] | None = None,
+) -> tuple[float, list[float]]:
+    """Messages/s and DATA-end -> 250 latencies with `connections` clients for `seconds`
+    (each connection sends at least one message). Default: the 1 KB e-mails to SMS."""
     loop = asyncio.get_running_loop()
-    work = Work(connections, seconds)
+    work = Work(
+        connections,
+        messages or [encoded(small_message(i)) for i in range(200)],
+        rcpts or [f"+1781617{i:04d}@{DOMAIN}" for i in range(200)],
+    )
     senders = []
     for offset in range(connections):
         sender = Sender(work, offset)
@@ -354,7 +328,7 @@ async def load(port: int, connections: int, seconds: float) -> tuple[float, list
     started = time.perf_counter()
     work.deadline = started + seconds
     for sender in senders:
-        sender.next(started)
+        sender.start()
     try:
         await asyncio.gather(*(sender.done for sender in senders))
     finally:
@@ -366,20 +340,15 @@ async def load(port: int, connections: int, seconds: float) -> tuple[float, list
 
 
 async def big_load(port: int, connections: int, size: int) -> float:
+    """Seconds for `connections` concurrent fax e-mails with a `size`-byte PDF, one each."""
     message = EmailMessage(policy=SMTP_POLICY)
     message["From"] = "load@bench.test"
     message["Subject"] = "Big fax"
     message.set_content("Attached.")
     message.add_attachment(os.urandom(size), maintype="application", subtype="pdf")
-    data = message.as_bytes()
-    clients = [await connect(port) for _ in range(connections)]
-    started = time.perf_counter()
-    await asyncio.gather(
-        *(c.send(f"+1781617{i:04d}@fax.{DOMAIN}", data) for i, c in enumerate(clients))
-    )
-    for client in clients:
-        client.writer.close()
-    return time.perf_counter() - started
+    rcpts = [f"+1781617{i:04d}@fax.{DOMAIN}" for i in range(connections)]
+    rate, latencies = await load(port, connections, 0, [encoded(message.as_bytes())], rcpts)
+    return len(latencies) / rate
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -417,9 +386,7 @@ class Server:
 
     def loop_cpu(self) -> float:
         """CPU seconds of the server's main thread, the one running the event loop."""
-        pid = self.process.pid
-        fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return main_thread_cpu_seconds(self.process.pid)
 
     def stall(self) -> dict[str, float]:
         path = self.directory / f"{self.kind.removesuffix('-asyncio')}-stall.json"

@@ -40,6 +40,20 @@ def _rows(path: Path) -> list[tuple[object, ...]]:
         return connection.execute("SELECT id, v, typeof(v) FROM t ORDER BY id").fetchall()
 
 
+def commit(process: CommitProcess, tables: list[list[tuple[object, ...]]]) -> asyncio.Future[None]:
+    """`CommitProcess.send` as a future: done when the child answered."""
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def answered(error: BaseException | None) -> None:
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+    process.send(tables, answered)
+    return future
+
+
 @pytest.fixture
 async def child(tmp_path: Path) -> AsyncIterator[tuple[CommitProcess, Path]]:
     path = tmp_path / "t.db"
@@ -56,7 +70,7 @@ async def test_a_batch_is_stored_when_the_child_answers(child: tuple[CommitProce
     process, path = child
     assert process.pid is not None and process.pid != os.getpid()
     # a StrEnum (the model's states and devices) arrives as the plain text the driver binds
-    await process.commit([[(1, "a"), (2, Colour.RED), (3, None), (4, b"\x00\xff")]])
+    await commit(process, [[(1, "a"), (2, Colour.RED), (3, None), (4, b"\x00\xff")]])
     assert _rows(path) == [
         (1, "a", "text"),
         (2, "red", "text"),
@@ -69,11 +83,11 @@ async def test_a_refused_batch_keeps_nothing_and_says_why(
     child: tuple[CommitProcess, Path],
 ) -> None:
     process, path = child
-    await process.commit([[(1, "a")]])
+    await commit(process, [[(1, "a")]])
     with pytest.raises(sqlite3.IntegrityError, match=r"UNIQUE constraint failed: t\.id"):
-        await process.commit([[(2, "b"), (1, "again")]])
+        await commit(process, [[(2, "b"), (1, "again")]])
     assert _rows(path) == [(1, "a", "text")]  # row 2 was rolled back with the batch
-    await process.commit([[(2, "b")]])  # the child goes on
+    await commit(process, [[(2, "b")]])  # the child goes on
     assert [row[0] for row in _rows(path)] == [1, 2]
 
 
@@ -81,8 +95,8 @@ async def test_answers_come_back_in_order_for_batches_in_flight(
     child: tuple[CommitProcess, Path],
 ) -> None:
     process, path = child
-    futures = [process.commit([[(n, f"v{n}")]]) for n in range(1, 201)]
-    futures.append(process.commit([[(5, "duplicate")]]))
+    futures = [commit(process, [[(n, f"v{n}")]]) for n in range(1, 201)]
+    futures.append(commit(process, [[(5, "duplicate")]]))
     results = await asyncio.gather(*futures, return_exceptions=True)
     assert results[:200] == [None] * 200
     assert isinstance(results[200], sqlite3.IntegrityError)
@@ -94,7 +108,7 @@ async def test_a_batch_larger_than_one_read_arrives_whole(
 ) -> None:
     process, path = child
     big = bytes(range(256)) * ((3 * commit_process.READ_SIZE) // 256 + 7)  # several reads
-    await asyncio.gather(process.commit([[(1, big)]]), process.commit([[(2, "after")]]))
+    await asyncio.gather(commit(process, [[(1, big)]]), commit(process, [[(2, "after")]]))
     assert _rows(path) == [(1, big, "blob"), (2, "after", "text")]
 
 
@@ -104,13 +118,13 @@ async def test_a_killed_child_fails_what_it_was_committing(
     process, _ = child
     assert process.pid is not None
     os.kill(process.pid, signal.SIGSTOP)  # it reads nothing more
-    waiting = process.commit([[(1, "a")]])
+    waiting = commit(process, [[(1, "a")]])
     os.kill(process.pid, signal.SIGKILL)
     with pytest.raises(CommitProcessGone):
         await asyncio.wait_for(waiting, 10)
     assert not process.running
     with pytest.raises(CommitProcessGone):
-        await process.commit([[(2, "b")]])
+        await commit(process, [[(2, "b")]])
 
 
 async def test_the_child_outlives_sigterm_and_sigint_and_exits_at_end_of_stream(
@@ -122,10 +136,10 @@ async def test_the_child_outlives_sigterm_and_sigint_and_exits_at_end_of_stream(
     await process.start()
     child = process._process
     assert child is not None
-    await process.commit([[(1, "a")]])  # the child has set up its signal handling
+    await commit(process, [[(1, "a")]])  # the child has set up its signal handling
     os.kill(child.pid, signal.SIGTERM)
     os.kill(child.pid, signal.SIGINT)
-    await process.commit([[(2, "b")]])
+    await commit(process, [[(2, "b")]])
     await process.stop()
     assert child.returncode == 0
     assert [row[0] for row in _rows(path)] == [1, 2]

@@ -52,13 +52,13 @@ log = logging.getLogger(__name__)
 
 Rows = list[tuple[Any, ...]]
 Error = tuple[str, str]  # (sqlite3 exception class name, text)
-Answered = Callable[[BaseException | None], None]  # a batch's callback: None when committed
 
 HEADER = struct.Struct("!I")
 # the child's own setting on top of the store's: the statement journals SQLite keeps for an
 # INSERT it may have to undo alone stay in memory (as a temporary file they were opened,
 # written and unlinked about every eighth commit)
 MEMORY_TEMP_STORE = "PRAGMA temp_store=MEMORY"
+READ_SIZE = 1 << 20  # the child's read buffer; a batch of 512 messages' rows is about 0.5 MiB
 STOP_TIMEOUT = 10.0  # seconds the child may take to finish its batch and exit after EOF
 
 SQLITE_MAX_VARIABLES = 32_766  # SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32
@@ -67,6 +67,10 @@ SQLITE_MAX_CHUNK = 256  # rows in one multi-row INSERT
 
 class CommitProcessGone(Exception):
     """The child exited, or its socket broke: what it was committing may or may not be stored."""
+
+
+# a batch's callback: None when committed, else why not (the child's error, or it is gone)
+Answered = Callable[[sqlite3.Error | CommitProcessGone | None], None]
 
 
 # -- multi-row INSERT (shared by the writer thread and the child) ------------------------------
@@ -129,9 +133,6 @@ def _take_frame(buffer: bytearray) -> bytes | None:
     payload = bytes(buffer[HEADER.size : HEADER.size + size])
     del buffer[: HEADER.size + size]
     return payload
-
-
-READ_SIZE = 1 << 20  # a batch of 512 messages' rows is about 0.5 MiB
 
 
 def _read_frame(sock: socket.socket, buffer: bytearray, chunk: memoryview) -> bytes | None:
@@ -222,7 +223,7 @@ class _Answers(asyncio.Protocol):
         self.buffer += data
         while (payload := _take_frame(self.buffer)) is not None:
             answer = pickle.loads(payload)
-            error: BaseException | None = None
+            error: sqlite3.Error | None = None
             if answer is not None:
                 name, text = answer
                 kind = getattr(sqlite3, name, sqlite3.Error)
@@ -242,7 +243,7 @@ class _Answers(asyncio.Protocol):
             _tell(self.waiting.popleft(), CommitProcessGone("the SQLite commit process exited"))
 
 
-def _tell(answered: Answered, error: BaseException | None) -> None:
+def _tell(answered: Answered, error: sqlite3.Error | CommitProcessGone | None) -> None:
     """Call a batch's callback; a bug in it must not break the reading of the answers."""
     try:
         answered(error)
@@ -310,21 +311,6 @@ class CommitProcess:
         frame = _frame(tuple(tables))  # before queueing: unpicklable rows raise here
         answers.waiting.append(answered)
         answers.transport.write(frame)
-
-    def commit(self, tables: Sequence[Rows]) -> asyncio.Future[None]:
-        """`send` as a future: done when the child committed the batch (or with the error)."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def answered(error: BaseException | None) -> None:
-            if future.done():
-                return
-            if error is None:
-                future.set_result(None)
-            else:
-                future.set_exception(error)
-
-        self.send(tables, answered)
-        return future
 
     async def stop(self) -> None:
         """Close the socket; the child commits what it has read, then exits."""

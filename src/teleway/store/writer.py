@@ -397,7 +397,7 @@ class Writer:
         tables = _row_lists(batch)
         self._running = asyncio.get_running_loop().create_future()  # the batch is running
 
-        def answered(error: BaseException | None) -> None:
+        def answered(error: sqlite3.Error | CommitProcessGone | None) -> None:
             if error is None:
                 self.commits += 1
                 if tables[3]:
@@ -433,7 +433,9 @@ class Writer:
 
         return self._outcomes(connection, self._drop_sync_connection, batch)
 
-    async def _process_failed(self, batch: list[_Pending], exc: BaseException) -> list[Outcome]:
+    async def _process_failed(
+        self, batch: list[_Pending], exc: sqlite3.Error | CommitProcessGone
+    ) -> list[Outcome]:
         """The commit process did not commit a batch of new rows: it exited (every caller gets
         StoreUnavailable), or it refused the data, which then goes to the writer thread to find
         the culprit by running each item alone."""
@@ -445,8 +447,6 @@ class Writer:
             error: BaseException = StoreUnavailable(str(exc))
             error.__cause__ = exc
             return [(False, error)] * len(batch)
-        if not isinstance(exc, sqlite3.Error):
-            raise exc
         error = translate(exc) or exc
         if error is not exc:
             error.__cause__ = exc
